@@ -1,0 +1,238 @@
+//! [`BlockingIter`]: any async [`Stream`] as a blocking [`Iterator`].
+
+use std::fmt;
+use std::panic::{resume_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender, TryRecvError};
+use futures_lite::{future, FutureExt, Stream, StreamExt};
+
+use crate::context::{self, Placement};
+use crate::error::PanicPayload;
+use crate::wait::block_on_deadline;
+use crate::Error;
+
+/// What crosses from the stream's loop thread to the consumer.
+pub(crate) enum Msg<T> {
+    Items(Vec<T>),
+    Panic(PanicPayload),
+}
+
+/// A blocking [`Iterator`] over an async stream running on a bridge's loop
+/// thread. Made by [`Bridge::iter`](crate::Bridge::iter).
+///
+/// - **Live**: an item reaches the consumer as soon as the stream yields it;
+///   only items the stream already had ready travel together.
+/// - **Bounded**: the stream stalls when the consumer does (see
+///   [`Builder::stream_capacity`](crate::Builder::stream_capacity)).
+/// - **Cancelled on drop**: the stream is dropped on its loop thread
+///   promptly, even while it is waiting, and the thread is freed.
+/// - **Panics resume** in [`next`](Iterator::next) with their payload.
+/// - **Fused**: after `None` (or a panic), `next` returns `None` for good.
+///
+/// # Examples
+///
+/// ```
+/// use executor_bridge::{Bridge, Pollster};
+/// use futures_lite::stream;
+///
+/// let bridge = Bridge::new(Pollster);
+/// let mut it = bridge.iter(|| stream::iter(1..=3));
+/// assert_eq!(it.next(), Some(1));
+/// assert_eq!(it.collect::<Vec<_>>(), [2, 3]);
+/// ```
+pub struct BlockingIter<T> {
+    rx: Option<Receiver<Msg<T>>>,
+    buf: std::vec::IntoIter<T>,
+}
+
+/// The producer's end: where a stream's items go.
+pub(crate) struct Producer<T> {
+    tx: Sender<Msg<T>>,
+    batch: usize,
+}
+
+/// Makes the consumer's and the producer's ends for a stream capacity.
+pub(crate) fn channel<T>(capacity: usize) -> (BlockingIter<T>, Producer<T>) {
+    let batch = (capacity / 8).max(1);
+    let batches = (capacity.saturating_sub(batch) / batch).max(1);
+    let (tx, rx) = async_channel::bounded(batches);
+    let iter = BlockingIter {
+        rx: Some(rx),
+        buf: Vec::new().into_iter(),
+    };
+    (iter, Producer { tx, batch })
+}
+
+/// Drives the stream, sends what it yields, stops when the consumer leaves.
+pub(crate) async fn produce<M, S>(make: M, producer: Producer<S::Item>)
+where
+    M: FnOnce() -> S,
+    S: Stream,
+{
+    let Producer { tx, batch } = producer;
+    let pump = async {
+        let mut stream = pin!(make());
+        loop {
+            let Some(first) = stream.next().await else {
+                return;
+            };
+            let mut items = Vec::with_capacity(batch.min(16));
+            items.push(first);
+            let mut finished = false;
+            // Take what is ready now; never wait to fill a batch.
+            while items.len() < batch {
+                match future::poll_once(stream.next()).await {
+                    Some(Some(item)) => items.push(item),
+                    Some(None) => {
+                        finished = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if tx.send(Msg::Items(items)).await.is_err() || finished {
+                return;
+            }
+        }
+    };
+    let pumped = async { Some(AssertUnwindSafe(pump).catch_unwind().await) };
+    let left = async {
+        tx.closed().await;
+        None
+    };
+    // The stream (and the pump owning it) is dropped at the end of this
+    // statement, on this thread, whichever way it ended.
+    let outcome = pumped.or(left).await;
+    if let Some(Err(payload)) = outcome {
+        let _ = tx.send(Msg::Panic(payload)).await;
+    }
+}
+
+impl<T> BlockingIter<T> {
+    /// Waits at most `timeout` for the next item.
+    ///
+    /// Returns `Ok(Some(item))`, or `Ok(None)` at the end of the stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    /// use std::time::Duration;
+    ///
+    /// let bridge = Bridge::new(Pollster);
+    /// let mut it = bridge.iter(|| futures_lite::stream::pending::<u8>());
+    /// let err = it.next_timeout(Duration::from_millis(20)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if no item came in time; the iterator stays usable.
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of the stream, as [`next`](Iterator::next) does.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<T>, Error> {
+        if let Some(item) = self.buf.next() {
+            return Ok(Some(item));
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let Some(rx) = &self.rx else {
+            return Ok(None);
+        };
+        let got = match rx.try_recv() {
+            Ok(msg) => Some(Ok(msg)),
+            Err(TryRecvError::Closed) => Some(Err(())),
+            Err(TryRecvError::Empty) => {
+                let wait = || block_on_deadline(rx.recv(), deadline).map(|r| r.map_err(|_| ()));
+                blocking(wait)
+            }
+        };
+        match got {
+            None => Err(Error::Timeout(timeout)),
+            Some(msg) => Ok(self.take(msg.ok())),
+        }
+    }
+
+    /// Number of items received and not yet returned; they are returned
+    /// without blocking.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the stream has ended (or panicked, or been cancelled) and every
+    /// item was returned.
+    pub fn is_finished(&self) -> bool {
+        self.rx.is_none() && self.buf.len() == 0
+    }
+
+    fn take(&mut self, msg: Option<Msg<T>>) -> Option<T> {
+        match msg {
+            Some(Msg::Items(items)) => {
+                self.buf = items.into_iter();
+                self.buf.next()
+            }
+            Some(Msg::Panic(payload)) => {
+                self.rx = None;
+                resume_unwind(payload)
+            }
+            None => {
+                self.rx = None;
+                None
+            }
+        }
+    }
+}
+
+/// Runs a blocking wait, handing a tokio worker off first.
+fn blocking<T>(wait: impl FnOnce() -> T) -> T {
+    match context::placement() {
+        Placement::HandOff => context::hand_off(wait),
+        _ => wait(),
+    }
+}
+
+impl<T> Iterator for BlockingIter<T> {
+    type Item = T;
+
+    /// The next item, blocking until the stream yields it.
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of the stream (its factory, its `poll_next`, or its
+    /// destructor once it has ended) with the original payload; the iterator
+    /// is finished afterwards.
+    fn next(&mut self) -> Option<T> {
+        if let Some(item) = self.buf.next() {
+            return Some(item);
+        }
+        let rx = self.rx.as_ref()?;
+        let msg = match rx.try_recv() {
+            Ok(msg) => Some(msg),
+            Err(TryRecvError::Closed) => None,
+            Err(TryRecvError::Empty) => blocking(|| rx.recv_blocking().ok()),
+        };
+        self.take(msg)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.rx.is_none() {
+            (self.buf.len(), Some(self.buf.len()))
+        } else {
+            (self.buf.len(), None)
+        }
+    }
+}
+
+impl<T> std::iter::FusedIterator for BlockingIter<T> {}
+
+impl<T> fmt::Debug for BlockingIter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingIter")
+            .field("buffered", &self.buf.len())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

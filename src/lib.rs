@@ -1,0 +1,40 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod bridge;
+mod context;
+mod error;
+mod iter;
+mod pool;
+mod runtime;
+mod wait;
+
+#[path = "../adapters/mod.rs"]
+mod adapters;
+
+pub use bridge::{Bridge, Builder};
+pub use error::{Error, Panic, PanicPayload};
+pub use iter::BlockingIter;
+pub use runtime::Runtime;
+
+pub use adapters::pollster;
+pub use adapters::pollster::Pollster;
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use adapters::tokio::{self, Tokio};
+
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+pub use adapters::smol::{self, Smol};
+
+#[cfg(feature = "async-std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
+pub use adapters::async_std::{self, AsyncStd};
