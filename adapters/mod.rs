@@ -12,7 +12,8 @@ macro_rules! shortcuts {
         /// used by this module's shortcuts, created on first use. It is never
         /// dropped; its loop threads still exit when idle.
         pub fn bridge() -> &'static $crate::Bridge<$rt> {
-            static BRIDGE: ::std::sync::OnceLock<$crate::Bridge<$rt>> = ::std::sync::OnceLock::new();
+            static BRIDGE: ::std::sync::OnceLock<$crate::Bridge<$rt>> =
+                ::std::sync::OnceLock::new();
             BRIDGE.get_or_init(|| {
                 $crate::Bridge::builder(<$rt>::default())
                     .thread_name(concat!("bridge-", $name))

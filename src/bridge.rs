@@ -418,7 +418,7 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// ```
     /// use executor_bridge::{Bridge, Pollster};
-    /// use futures_lite::stream;
+    /// use futures_lite::{stream, StreamExt};
     ///
     /// let bridge = Bridge::new(Pollster);
     /// let words: Vec<String> = bridge
@@ -458,8 +458,23 @@ impl<R: Runtime> Bridge<R> {
         S: Stream + 'static,
         S::Item: Send + 'static,
     {
+        self.spawn_iter(self.owner.shared.config.stream_capacity, make)
+    }
+
+    /// Starts `make`'s stream on a loop thread behind a channel of `capacity`
+    /// items.
+    pub(crate) fn spawn_iter<M, S>(
+        &self,
+        capacity: usize,
+        make: M,
+    ) -> Result<BlockingIter<S::Item>, Error>
+    where
+        M: FnOnce() -> S + Send + 'static,
+        S: Stream + 'static,
+        S::Item: Send + 'static,
+    {
         self.start()?;
-        let (iter, producer) = iter::channel(self.owner.shared.config.stream_capacity);
+        let (iter, producer) = iter::channel(capacity);
         #[cfg(feature = "tracing")]
         let span = tracing::Span::current();
         let job: Job<R> = Box::new(move |rt: &R| {
@@ -473,22 +488,22 @@ impl<R: Runtime> Bridge<R> {
         Ok(iter)
     }
 
-    fn shared(&self) -> &Arc<Shared<R>> {
+    pub(crate) fn shared(&self) -> &Arc<Shared<R>> {
         &self.owner.shared
     }
 
-    fn start(&self) -> Result<(), Error> {
+    pub(crate) fn start(&self) -> Result<(), Error> {
         self.owner.shared.runtime.start().map_err(Error::Runtime)
     }
 
-    fn catch<T>(&self, f: impl FnOnce() -> T) -> Result<T, Error> {
+    pub(crate) fn catch<T>(&self, f: impl FnOnce() -> T) -> Result<T, Error> {
         catch_unwind(AssertUnwindSafe(f)).map_err(Error::panic)
     }
 
     /// Runs the call on this thread: one poll under the runtime's context,
     /// then the runtime's `block_on` (after a hand-off if asked).
     #[inline]
-    fn run_here<M, F>(&self, make: M, hand_off: bool) -> F::Output
+    pub(crate) fn run_here<M, F>(&self, make: M, hand_off: bool) -> F::Output
     where
         M: FnOnce() -> F,
         F: Future,
@@ -496,10 +511,7 @@ impl<R: Runtime> Bridge<R> {
         let _depth = DepthGuard::enter();
         let rt = &self.owner.shared.runtime;
         let mut fut = pin!(async move { make().await });
-        let first = rt.enter(|| {
-            fut.as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-        });
+        let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
         if let Some(Poll::Ready(out)) = first {
             return out;
         }
@@ -523,7 +535,9 @@ impl<R: Runtime> Bridge<R> {
         let job: Job<R> = Box::new(move |rt: &R| {
             #[cfg(feature = "tracing")]
             let _entered = span.enter();
-            let out = catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { make().await })));
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                rt.block_on(async move { make().await })
+            }));
             let _ = tx.send(out);
         });
         self.shared()

@@ -16,6 +16,7 @@ pub(crate) enum Placement {
     Inline,
     /// Right here, after handing the tokio worker's queue to another thread
     /// (`block_in_place`), should the future not be ready at once.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     HandOff,
     /// On a pooled loop thread, the caller parked until it answers.
     Hop,

@@ -128,7 +128,9 @@ impl Error {
     pub fn into_panic(self) -> PanicPayload {
         match self.try_into_panic() {
             Ok(payload) => payload,
-            Err(other) => panic!("called `Error::into_panic` on an error that is not a panic: {other}"),
+            Err(other) => {
+                panic!("called `Error::into_panic` on an error that is not a panic: {other}")
+            }
         }
     }
 

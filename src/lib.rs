@@ -1,4 +1,15 @@
-#![doc = include_str!("../README.md")]
+// The README is the crate documentation, so its examples run as doctests.
+// They use every runtime, so they are compiled with all the runtime features;
+// other builds get a pointer to it instead.
+#![cfg_attr(
+    all(feature = "tokio", feature = "smol", feature = "async-std"),
+    doc = include_str!("../README.md")
+)]
+#![cfg_attr(
+    not(all(feature = "tokio", feature = "smol", feature = "async-std")),
+    doc = "Call async code from blocking code, from any calling context. The full guide \
+           is README.md, built as these docs with `--all-features`."
+)]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -13,7 +24,9 @@ mod context;
 mod error;
 mod iter;
 mod pool;
+mod read;
 mod runtime;
+mod scoped;
 mod wait;
 
 #[path = "../adapters/mod.rs"]
@@ -22,6 +35,7 @@ mod adapters;
 pub use bridge::{Bridge, Builder};
 pub use error::{Error, Panic, PanicPayload};
 pub use iter::BlockingIter;
+pub use read::BlockingReader;
 pub use runtime::Runtime;
 
 pub use adapters::pollster;
