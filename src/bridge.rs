@@ -503,6 +503,7 @@ impl<R: Runtime> Bridge<R> {
     /// Runs the call on this thread: one poll under the runtime's context,
     /// then the runtime's `block_on` (after a hand-off if asked).
     #[inline]
+    #[track_caller]
     pub(crate) fn run_here<M, F>(&self, make: M, hand_off: bool) -> F::Output
     where
         M: FnOnce() -> F,

@@ -83,6 +83,7 @@ fn tokio_placement() -> Option<Placement> {
 /// worker, hands the worker's queue (its LIFO slot included) to another
 /// thread first, so tasks the caller spawned keep running.
 #[inline]
+#[track_caller]
 pub(crate) fn hand_off<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(feature = "tokio")]
     {
