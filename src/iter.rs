@@ -1,8 +1,7 @@
 //! [`BlockingIter`]: any async [`Stream`] as a blocking [`Iterator`].
 
 use std::fmt;
-use std::panic::{resume_unwind, AssertUnwindSafe};
-use std::pin::pin;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
@@ -66,6 +65,9 @@ pub(crate) fn channel<T>(capacity: usize) -> (BlockingIter<T>, Producer<T>) {
 }
 
 /// Drives the stream, sends what it yields, stops when the consumer leaves.
+///
+/// A panic (of `make`, of the stream, or of its destructor once it ended) is
+/// sent after the items that were ready before it.
 pub(crate) async fn produce<M, S>(make: M, producer: Producer<S::Item>)
 where
     M: FnOnce() -> S,
@@ -73,39 +75,52 @@ where
 {
     let Producer { tx, batch } = producer;
     let pump = async {
-        let mut stream = pin!(make());
-        loop {
-            let Some(first) = stream.next().await else {
-                return;
+        let mut stream = match catch_unwind(AssertUnwindSafe(make)) {
+            Ok(stream) => Box::pin(stream),
+            Err(payload) => return Some(payload),
+        };
+        let panicked = loop {
+            let first = match AssertUnwindSafe(stream.next()).catch_unwind().await {
+                Ok(Some(item)) => item,
+                Ok(None) => break None,
+                Err(payload) => break Some(payload),
             };
             let mut items = Vec::with_capacity(batch.min(16));
             items.push(first);
-            let mut finished = false;
             // Take what is ready now; never wait to fill a batch.
+            let mut ended = None;
             while items.len() < batch {
-                match future::poll_once(stream.next()).await {
-                    Some(Some(item)) => items.push(item),
-                    Some(None) => {
-                        finished = true;
-                        break;
-                    }
+                match future::poll_once(AssertUnwindSafe(stream.next()).catch_unwind()).await {
+                    Some(Ok(Some(item))) => items.push(item),
+                    Some(Ok(None)) => ended = Some(None),
+                    Some(Err(payload)) => ended = Some(Some(payload)),
                     None => break,
                 }
+                if ended.is_some() {
+                    break;
+                }
             }
-            if tx.send(Msg::Items(items)).await.is_err() || finished {
-                return;
+            if tx.send(Msg::Items(items)).await.is_err() {
+                // The consumer left; the stream is dropped with this future.
+                return None;
             }
-        }
+            if let Some(end) = ended {
+                break end;
+            }
+        };
+        // Drop the stream here, where a panic of its destructor can still
+        // reach the consumer.
+        let dropped = catch_unwind(AssertUnwindSafe(move || drop(stream)));
+        panicked.or(dropped.err())
     };
-    let pumped = async { Some(AssertUnwindSafe(pump).catch_unwind().await) };
+    let pumped = async { Some(pump.await) };
     let left = async {
         tx.closed().await;
         None
     };
-    // The stream (and the pump owning it) is dropped at the end of this
-    // statement, on this thread, whichever way it ended.
-    let outcome = pumped.or(left).await;
-    if let Some(Err(payload)) = outcome {
+    // If the consumer leaves first, the pump (and the stream it owns) is
+    // dropped at the end of this statement, on this thread.
+    if let Some(Some(payload)) = pumped.or(left).await {
         let _ = tx.send(Msg::Panic(payload)).await;
     }
 }
