@@ -115,7 +115,10 @@ impl Tokio {
     /// [`try_from_handle`](Tokio::try_from_handle).
     #[track_caller]
     pub fn from_handle(handle: Handle) -> Self {
-        Tokio::try_from_handle(handle).unwrap_or_else(|e| panic!("executor-bridge: {e}"))
+        check_flavor(&handle).unwrap_or_else(|e| panic!("executor-bridge: {e}"));
+        Tokio {
+            inner: Arc::new(Inner::Borrowed(handle)),
+        }
     }
 
     /// Like [`from_handle`](Tokio::from_handle), but returns an error for a

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -15,6 +16,10 @@ use crate::error::PanicPayload;
 use crate::iter::{self, BlockingIter};
 use crate::pool::{Config, Job, Pool, Shared};
 use crate::{Error, Runtime};
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 /// Runs async code from blocking code, correctly from any calling context.
 ///
@@ -141,6 +146,12 @@ impl<R: Runtime> Builder<R> {
     /// When all of them are busy, further hops wait in a queue. Nested calls
     /// (made from inside a bridged future) never wait: they could be waiting
     /// for themselves, so they may start a thread beyond the limit.
+    ///
+    /// A live [`BlockingIter`] holds its loop thread until it ends or is
+    /// dropped: with `max(n)`, `n` iterators nobody reads make further hops
+    /// wait, so don't read more iterators in turn than the limit allows.
+    /// [`run_timeout`](Bridge::run_timeout) still returns at its deadline
+    /// while its call waits in the queue.
     ///
     /// # Panics
     ///
@@ -361,12 +372,21 @@ impl<R: Runtime> Bridge<R> {
         let Some(deadline) = Instant::now().checked_add(timeout) else {
             return self.try_run(make);
         };
-        let placement = context::placement();
         let (tx, rx) = oneshot::channel::<Result<Option<F::Output>, PanicPayload>>();
         let (cancel, cancelled) = oneshot::async_channel::<()>();
+        // Queued (waiting for a thread under `max_threads`), started, or
+        // abandoned by a caller whose deadline passed before it started.
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let job_state = Arc::clone(&state);
         #[cfg(feature = "tracing")]
         let span = tracing::Span::current();
-        let job: Job<R> = Box::new(move |rt: &R| {
+        let job: Job<R> = Box::new(move |rt: &R, release: &mut dyn FnMut()| {
+            if job_state
+                .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return;
+            }
             let fut = async move {
                 let run = async move { Some(make().await) };
                 let stop = async move {
@@ -377,15 +397,24 @@ impl<R: Runtime> Bridge<R> {
             };
             #[cfg(feature = "tracing")]
             let _entered = span.enter();
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(|| rt.block_on(fut))));
+            let answer = catch_unwind(AssertUnwindSafe(|| rt.block_on(fut)));
+            release();
+            let _ = tx.send(answer);
         });
         self.shared()
             .submit(job, context::nested())
             .map_err(Error::Spawn)?;
-        let wait = move || {
+        context::wait(move || {
             let answer = match rx.recv_deadline(deadline) {
                 Ok(answer) => answer,
                 Err(oneshot::RecvTimeoutError::Timeout) => {
+                    let abandoned = state
+                        .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                    if abandoned {
+                        // It never started: there is no future to drop.
+                        return Err(Error::Timeout(timeout));
+                    }
                     drop(cancel);
                     match rx.recv() {
                         Ok(answer) => answer,
@@ -399,11 +428,7 @@ impl<R: Runtime> Bridge<R> {
                 Ok(None) => Err(Error::Timeout(timeout)),
                 Err(payload) => Err(Error::panic(payload)),
             }
-        };
-        match placement {
-            Placement::HandOff => context::hand_off(wait),
-            _ => wait(),
-        }
+        })
     }
 
     /// Turns the stream made by `make` into a blocking [`Iterator`].
@@ -477,7 +502,7 @@ impl<R: Runtime> Bridge<R> {
         let (iter, producer) = iter::channel(capacity);
         #[cfg(feature = "tracing")]
         let span = tracing::Span::current();
-        let job: Job<R> = Box::new(move |rt: &R| {
+        let job: Job<R> = Box::new(move |rt: &R, _release: &mut dyn FnMut()| {
             #[cfg(feature = "tracing")]
             let _entered = span.enter();
             rt.block_on(iter::produce(make, producer));
@@ -533,18 +558,19 @@ impl<R: Runtime> Bridge<R> {
         let (tx, rx) = oneshot::channel::<Result<F::Output, PanicPayload>>();
         #[cfg(feature = "tracing")]
         let span = tracing::Span::current();
-        let job: Job<R> = Box::new(move |rt: &R| {
+        let job: Job<R> = Box::new(move |rt: &R, release: &mut dyn FnMut()| {
             #[cfg(feature = "tracing")]
             let _entered = span.enter();
             let out = catch_unwind(AssertUnwindSafe(|| {
                 rt.block_on(async move { make().await })
             }));
+            release();
             let _ = tx.send(out);
         });
         self.shared()
             .submit(job, context::nested())
             .map_err(Error::Spawn)?;
-        match rx.recv() {
+        match context::wait(move || rx.recv()) {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(payload)) => Err(Error::panic(payload)),
             Err(_) => Err(Error::Lost),

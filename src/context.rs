@@ -54,29 +54,45 @@ pub(crate) fn placement() -> Placement {
     if nested() {
         return Placement::Hop;
     }
-    tokio_placement().unwrap_or(Placement::Inline)
+    match tokio_thread() {
+        TokioThread::None => Placement::Inline,
+        TokioThread::Worker => Placement::HandOff,
+        TokioThread::Other => Placement::Hop,
+    }
+}
+
+/// What tokio says of the current thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+enum TokioThread {
+    /// No tokio context (or the `tokio` feature is off).
+    None,
+    /// A task on a multi_thread runtime: a worker thread (or a
+    /// `spawn_blocking` thread, where `block_in_place` is a no-op).
+    Worker,
+    /// current_thread, `block_on` of a multi_thread runtime, a thread that
+    /// merely entered a handle, future flavors: blocking here could stall the
+    /// runtime the caller drives.
+    Other,
 }
 
 #[cfg(feature = "tokio")]
 #[inline]
-fn tokio_placement() -> Option<Placement> {
+fn tokio_thread() -> TokioThread {
     use ::tokio::runtime::{Handle, RuntimeFlavor};
-    let handle = Handle::try_current().ok()?;
-    Some(match handle.runtime_flavor() {
-        // A task on a multi_thread runtime: a worker thread (or a
-        // `spawn_blocking` thread, where `block_in_place` is a no-op).
-        RuntimeFlavor::MultiThread if ::tokio::task::try_id().is_some() => Placement::HandOff,
-        // current_thread, `block_on` of a multi_thread runtime, a thread that
-        // merely entered a handle, future flavors: blocking here could stall
-        // the runtime the caller drives, so hop.
-        _ => Placement::Hop,
-    })
+    match Handle::try_current() {
+        Err(_) => TokioThread::None,
+        Ok(handle) => match handle.runtime_flavor() {
+            RuntimeFlavor::MultiThread if ::tokio::task::try_id().is_some() => TokioThread::Worker,
+            _ => TokioThread::Other,
+        },
+    }
 }
 
 #[cfg(not(feature = "tokio"))]
 #[inline]
-fn tokio_placement() -> Option<Placement> {
-    None
+fn tokio_thread() -> TokioThread {
+    TokioThread::None
 }
 
 /// Runs `f`, which blocks, on the current thread; on a tokio multi_thread
@@ -91,6 +107,17 @@ pub(crate) fn hand_off<T>(f: impl FnOnce() -> T) -> T {
     }
     #[cfg(not(feature = "tokio"))]
     {
+        f()
+    }
+}
+
+/// Runs a blocking wait (for a hop's answer, a stream's next item): on a
+/// tokio multi_thread worker, nested calls included, after a hand-off.
+#[track_caller]
+pub(crate) fn wait<T>(f: impl FnOnce() -> T) -> T {
+    if tokio_thread() == TokioThread::Worker {
+        hand_off(f)
+    } else {
         f()
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender, TryRecvError};
 use futures_lite::{future, FutureExt, Stream, StreamExt};
 
-use crate::context::{self, Placement};
+use crate::context;
 use crate::error::PanicPayload;
 use crate::wait::block_on_deadline;
 use crate::Error;
@@ -162,7 +162,7 @@ impl<T> BlockingIter<T> {
             Err(TryRecvError::Closed) => Some(Err(())),
             Err(TryRecvError::Empty) => {
                 let wait = || block_on_deadline(rx.recv(), deadline).map(|r| r.map_err(|_| ()));
-                blocking(wait)
+                context::wait(wait)
             }
         };
         match got {
@@ -201,14 +201,6 @@ impl<T> BlockingIter<T> {
     }
 }
 
-/// Runs a blocking wait, handing a tokio worker off first.
-fn blocking<T>(wait: impl FnOnce() -> T) -> T {
-    match context::placement() {
-        Placement::HandOff => context::hand_off(wait),
-        _ => wait(),
-    }
-}
-
 impl<T> Iterator for BlockingIter<T> {
     type Item = T;
 
@@ -227,7 +219,7 @@ impl<T> Iterator for BlockingIter<T> {
         let msg = match rx.try_recv() {
             Ok(msg) => Some(msg),
             Err(TryRecvError::Closed) => None,
-            Err(TryRecvError::Empty) => blocking(|| rx.recv_blocking().ok()),
+            Err(TryRecvError::Empty) => context::wait(|| rx.recv_blocking().ok()),
         };
         self.take(msg)
     }

@@ -15,8 +15,19 @@ use std::time::{Duration, Instant};
 use crate::context::DepthGuard;
 use crate::Runtime;
 
-/// A unit of work for a loop thread: it gets the runtime to block on.
-pub(crate) type Job<R> = Box<dyn FnOnce(&R) + Send + 'static>;
+/// A unit of work for a loop thread: it gets the runtime to block on, and a
+/// `release` callback to call once its result is ready and before it is
+/// sent, so that the thread is back in the pool (or has taken the next queued
+/// job) by the time the caller wakes up and perhaps calls again. The worker
+/// calls `release` itself if the job did not.
+pub(crate) type Job<R> = Box<dyn FnOnce(&R, &mut dyn FnMut()) + Send + 'static>;
+
+/// What a loop thread does once a job released it.
+enum After<R> {
+    Idle,
+    Run(Job<R>),
+    Exit,
+}
 
 /// Settings shared by a bridge and its threads.
 #[derive(Clone, Debug)]
@@ -151,44 +162,68 @@ impl<R: Runtime> Shared<R> {
             command: Mutex::new(None),
             thread: thread::current(),
         });
-        let mut job = Some(first);
+        let mut next = Some(first);
         loop {
-            if let Some(job) = job.take() {
+            let job = match next.take() {
+                Some(job) => job,
+                None => match self.wait(&slot) {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            let mut after = None;
+            {
                 let _depth = DepthGuard::enter();
+                let mut release = || {
+                    if after.is_none() {
+                        after = Some(self.release(&slot));
+                    }
+                };
                 // A job reports its own panics to its caller; this only keeps
                 // the thread alive should reporting itself panic.
-                let _ = catch_unwind(AssertUnwindSafe(|| job(&self.runtime)));
+                let _ = catch_unwind(AssertUnwindSafe(|| job(&self.runtime, &mut release)));
+                release();
             }
-            let mut st = lock(&self.pool.state);
-            if let Some(next) = st.queue.pop_front() {
-                job = Some(next);
-                continue;
-            }
-            if st.shutdown {
-                st.threads -= 1;
-                return;
-            }
-            st.idle.push(Arc::clone(&slot));
-            drop(st);
-            match self.wait(&slot) {
-                Some(next) => job = Some(next),
-                None => return,
+            match after {
+                Some(After::Run(job)) => next = Some(job),
+                Some(After::Exit) => return,
+                Some(After::Idle) | None => {}
             }
         }
+    }
+
+    /// A loop thread is done with its job: it takes a queued job, exits if
+    /// the pool is shutting down, or goes back on the idle list.
+    fn release(&self, slot: &Arc<Slot<R>>) -> After<R> {
+        let mut st = lock(&self.pool.state);
+        if let Some(job) = st.queue.pop_front() {
+            return After::Run(job);
+        }
+        if st.shutdown {
+            st.threads -= 1;
+            return After::Exit;
+        }
+        st.idle.push(Arc::clone(slot));
+        After::Idle
     }
 
     /// Parks an idle thread until it gets a job (`Some`) or must exit (`None`,
     /// with its bookkeeping already undone).
     fn wait(&self, slot: &Arc<Slot<R>>) -> Option<Job<R>> {
-        let mut deadline = Instant::now() + self.config.idle_timeout;
+        // No deadline for an idle timeout too large to add.
+        let mut deadline = Instant::now().checked_add(self.config.idle_timeout);
         loop {
             match lock(&slot.command).take() {
                 Some(Command::Run(job)) => return Some(job),
                 Some(Command::Exit) => return None,
                 None => {}
             }
+            let Some(until) = deadline else {
+                thread::park();
+                continue;
+            };
             let now = Instant::now();
-            if now >= deadline {
+            if now >= until {
                 let mut st = lock(&self.pool.state);
                 if let Some(pos) = st.idle.iter().position(|s| Arc::ptr_eq(s, slot)) {
                     st.idle.swap_remove(pos);
@@ -200,10 +235,10 @@ impl<R: Runtime> Shared<R> {
                 }
                 // A caller took this thread off the idle list and is about to
                 // hand it a job: wait for it.
-                deadline = now + Duration::from_secs(3600);
+                deadline = None;
                 continue;
             }
-            thread::park_timeout(deadline - now);
+            thread::park_timeout(until - now);
         }
     }
 
