@@ -161,7 +161,7 @@ impl Tokio {
                 if let Some(rt) = runtime.get() {
                     return Ok(rt.handle());
                 }
-                let _building = build.lock().unwrap_or_else(|e| e.into_inner());
+                let _building = crate::pool::lock(build);
                 if let Some(rt) = runtime.get() {
                     return Ok(rt.handle());
                 }

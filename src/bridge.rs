@@ -4,8 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -14,12 +13,9 @@ use futures_lite::Stream;
 use crate::context::{self, DepthGuard, Placement};
 use crate::error::PanicPayload;
 use crate::iter::{self, BlockingIter};
-use crate::pool::{Config, Job, Pool, Shared};
+use crate::pool::{lock, Config, Job, Pool, Shared};
+use crate::wait::backoff;
 use crate::{Error, Runtime};
-
-const QUEUED: u8 = 0;
-const STARTED: u8 = 1;
-const ABANDONED: u8 = 2;
 
 /// Runs async code from blocking code, correctly from any calling context.
 ///
@@ -164,7 +160,7 @@ impl<R: Runtime> Builder<R> {
     }
 
     /// How many items a [`BlockingIter`] lets its stream run ahead of the
-    /// consumer. Default 256.
+    /// consumer. Default 1024.
     ///
     /// Items travel in batches of what the stream had ready, at most
     /// `max(1, capacity / 8)` a batch; the stream is never more than
@@ -374,19 +370,17 @@ impl<R: Runtime> Bridge<R> {
         };
         let (tx, rx) = oneshot::channel::<Result<Option<F::Output>, PanicPayload>>();
         let (cancel, cancelled) = oneshot::async_channel::<()>();
-        // Queued (waiting for a thread under `max_threads`), started, or
-        // abandoned by a caller whose deadline passed before it started.
-        let state = Arc::new(AtomicU8::new(QUEUED));
-        let job_state = Arc::clone(&state);
+        // The factory waits here until a loop thread starts the call. A caller
+        // whose deadline passes first (the job still queued behind busy
+        // threads under `max_threads`) takes it back and drops it itself.
+        let pending = Arc::new(Mutex::new(Some(make)));
+        let unstarted = Arc::clone(&pending);
         #[cfg(feature = "tracing")]
         let span = tracing::Span::current();
         let job: Job<R> = Box::new(move |rt: &R, release: &mut dyn FnMut()| {
-            if job_state
-                .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            let Some(make) = lock(&unstarted).take() else {
                 return;
-            }
+            };
             let fut = async move {
                 let run = async move { Some(make().await) };
                 let stop = async move {
@@ -408,11 +402,11 @@ impl<R: Runtime> Bridge<R> {
             let answer = match rx.recv_deadline(deadline) {
                 Ok(answer) => answer,
                 Err(oneshot::RecvTimeoutError::Timeout) => {
-                    let abandoned = state
-                        .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok();
-                    if abandoned {
-                        // It never started: there is no future to drop.
+                    let unstarted = lock(&pending).take();
+                    if unstarted.is_some() {
+                        // It never started: drop the factory here, so nothing
+                        // of the call outlives this return.
+                        drop(unstarted);
                         return Err(Error::Timeout(timeout));
                     }
                     drop(cancel);
@@ -570,6 +564,7 @@ impl<R: Runtime> Bridge<R> {
         self.shared()
             .submit(job, context::nested())
             .map_err(Error::Spawn)?;
+        backoff(|| !rx.has_message() && !rx.is_closed());
         match context::wait(move || rx.recv()) {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(payload)) => Err(Error::panic(payload)),

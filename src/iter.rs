@@ -4,12 +4,15 @@ use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use async_channel::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+
+use async_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use event_listener::Event;
 use futures_lite::{future, FutureExt, Stream, StreamExt};
 
 use crate::context;
 use crate::error::PanicPayload;
-use crate::wait::block_on_deadline;
+use crate::wait::{backoff, block_on_deadline};
 use crate::Error;
 
 /// What crosses from the stream's loop thread to the consumer.
@@ -44,12 +47,47 @@ pub(crate) enum Msg<T> {
 pub struct BlockingIter<T> {
     rx: Option<Receiver<Msg<T>>>,
     buf: std::vec::IntoIter<T>,
+    flow: Arc<Flow>,
+}
+
+/// Wakes a producer stalled on a full channel only once the consumer has
+/// drained it down to `low` batches, so that each wake-up refills several
+/// batches instead of one.
+struct Flow {
+    room: Event,
+    low: usize,
 }
 
 /// The producer's end: where a stream's items go.
 pub(crate) struct Producer<T> {
     tx: Sender<Msg<T>>,
     batch: usize,
+    flow: Arc<Flow>,
+}
+
+impl<T> Producer<T> {
+    /// Sends `msg`; when the channel is full, waits for the consumer to
+    /// drain it to the low-water mark. `Err` if the consumer left.
+    async fn send(&self, mut msg: Msg<T>) -> Result<(), ()> {
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(_)) => return Err(()),
+                Err(TrySendError::Full(back)) => {
+                    msg = back;
+                    // A consumer that is keeping up frees a slot within
+                    // microseconds: look again before parking this thread.
+                    if backoff(|| self.tx.is_full() && !self.tx.is_closed()) {
+                        continue;
+                    }
+                    let listener = self.flow.room.listen();
+                    if self.tx.len() > self.flow.low && !self.tx.is_closed() {
+                        listener.await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Makes the consumer's and the producer's ends for a stream capacity.
@@ -57,11 +95,16 @@ pub(crate) fn channel<T>(capacity: usize) -> (BlockingIter<T>, Producer<T>) {
     let batch = (capacity / 8).max(1);
     let batches = (capacity.saturating_sub(batch) / batch).max(1);
     let (tx, rx) = async_channel::bounded(batches);
+    let flow = Arc::new(Flow {
+        room: Event::new(),
+        low: batches / 2,
+    });
     let iter = BlockingIter {
         rx: Some(rx),
         buf: Vec::new().into_iter(),
+        flow: Arc::clone(&flow),
     };
-    (iter, Producer { tx, batch })
+    (iter, Producer { tx, batch, flow })
 }
 
 /// Drives the stream, sends what it yields, stops when the consumer leaves.
@@ -73,7 +116,8 @@ where
     M: FnOnce() -> S,
     S: Stream,
 {
-    let Producer { tx, batch } = producer;
+    let tx = &producer.tx;
+    let batch = producer.batch;
     let pump = async {
         let mut stream = match catch_unwind(AssertUnwindSafe(make)) {
             Ok(stream) => Box::pin(stream),
@@ -100,7 +144,7 @@ where
                     break;
                 }
             }
-            if tx.send(Msg::Items(items)).await.is_err() {
+            if producer.send(Msg::Items(items)).await.is_err() {
                 // The consumer left; the stream is dropped with this future.
                 return None;
             }
@@ -121,7 +165,7 @@ where
     // If the consumer leaves first, the pump (and the stream it owns) is
     // dropped at the end of this statement, on this thread.
     if let Some(Some(payload)) = pumped.or(left).await {
-        let _ = tx.send(Msg::Panic(payload)).await;
+        let _ = producer.send(Msg::Panic(payload)).await;
     }
 }
 
@@ -184,6 +228,11 @@ impl<T> BlockingIter<T> {
     }
 
     fn take(&mut self, msg: Option<Msg<T>>) -> Option<T> {
+        if let Some(rx) = &self.rx {
+            if rx.len() <= self.flow.low {
+                self.flow.room.notify(1);
+            }
+        }
         match msg {
             Some(Msg::Items(items)) => {
                 self.buf = items.into_iter();
@@ -201,6 +250,14 @@ impl<T> BlockingIter<T> {
     }
 }
 
+/// Tries to receive for a few microseconds before the caller parks: a
+/// producer that is filling the next batch, or was just woken to, usually
+/// delivers sooner than a park and a wake-up would take.
+fn spin_recv<T>(rx: &Receiver<T>) -> Result<T, TryRecvError> {
+    backoff(|| rx.is_empty() && !rx.is_closed());
+    rx.try_recv()
+}
+
 impl<T> Iterator for BlockingIter<T> {
     type Item = T;
 
@@ -216,7 +273,7 @@ impl<T> Iterator for BlockingIter<T> {
             return Some(item);
         }
         let rx = self.rx.as_ref()?;
-        let msg = match rx.try_recv() {
+        let msg = match spin_recv(rx) {
             Ok(msg) => Some(msg),
             Err(TryRecvError::Closed) => None,
             Err(TryRecvError::Empty) => context::wait(|| rx.recv_blocking().ok()),

@@ -13,6 +13,7 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::context::DepthGuard;
+use crate::wait::backoff;
 use crate::Runtime;
 
 /// A unit of work for a loop thread: it gets the runtime to block on, and a
@@ -46,7 +47,7 @@ impl Default for Config {
             stack_size: None,
             idle_timeout: Duration::from_secs(10),
             max_threads: 512,
-            stream_capacity: 256,
+            stream_capacity: 1024,
         }
     }
 }
@@ -83,7 +84,7 @@ pub(crate) struct Shared<R> {
     pub(crate) pool: Pool<R>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Jobs run outside every lock and panics inside them are caught, so a
     // poisoned lock holds consistent data.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -210,6 +211,8 @@ impl<R: Runtime> Shared<R> {
     /// Parks an idle thread until it gets a job (`Some`) or must exit (`None`,
     /// with its bookkeeping already undone).
     fn wait(&self, slot: &Arc<Slot<R>>) -> Option<Job<R>> {
+        // A caller that just got its answer often calls again at once.
+        backoff(|| lock(&slot.command).is_none());
         // No deadline for an idle timeout too large to add.
         let mut deadline = Instant::now().checked_add(self.config.idle_timeout);
         loop {

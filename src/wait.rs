@@ -30,3 +30,25 @@ pub(crate) fn block_on_deadline<F: Future>(fut: F, deadline: Option<Instant>) ->
         }
     }
 }
+
+/// Spins, then yields the thread, while `waiting` holds, for a few
+/// microseconds at most (parking and being woken costs more, on virtual
+/// machines tens of microseconds). Returns whether `waiting` stopped holding.
+pub(crate) fn backoff(mut waiting: impl FnMut() -> bool) -> bool {
+    for round in 0..BACKOFF_ROUNDS {
+        if !waiting() {
+            return true;
+        }
+        if round < 6 {
+            for _ in 0..1 << round {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    !waiting()
+}
+
+/// Six short spins, then yields.
+const BACKOFF_ROUNDS: u32 = 40;
