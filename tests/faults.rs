@@ -9,6 +9,7 @@
 //! future, so the call hops), and with "tokio" a current_thread runtime (hop)
 //! and a multi_thread worker task (hand-off).
 
+#[macro_use]
 mod common;
 
 use std::any::Any;
@@ -25,6 +26,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::ctx::{contexts, in_ctx, Ctx};
 use common::{eventually, threads_named, watchdog};
 use executor_bridge::{BlockingIter, Bridge, Error, Pollster, Runtime};
 use futures_lite::{stream, Stream, StreamExt};
@@ -58,86 +60,6 @@ fn message(payload: &(dyn Any + Send)) -> &str {
 // ---------------------------------------------------------------------------
 // Calling contexts and adapters.
 // ---------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Ctx {
-    /// A plain thread: calls run inline.
-    Plain,
-    /// Inside a future run by another bridge: calls hop.
-    Nested,
-    /// Inside a current_thread runtime: calls hop.
-    #[cfg(feature = "tokio")]
-    CurrentThread,
-    /// A task on a multi_thread worker: calls hand off.
-    #[cfg(feature = "tokio")]
-    Worker,
-}
-
-fn contexts() -> Vec<Ctx> {
-    vec![
-        Ctx::Plain,
-        Ctx::Nested,
-        #[cfg(feature = "tokio")]
-        Ctx::CurrentThread,
-        #[cfg(feature = "tokio")]
-        Ctx::Worker,
-    ]
-}
-
-/// Runs `f` in `ctx`; a panic in `f` resumes here with its payload.
-fn in_ctx<T: Send + 'static>(ctx: Ctx, f: impl FnOnce() -> T + Send + 'static) -> T {
-    match ctx {
-        Ctx::Plain => f(),
-        Ctx::Nested => Bridge::new(Pollster).run(move || async move { f() }),
-        #[cfg(feature = "tokio")]
-        Ctx::CurrentThread => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move { f() }),
-        #[cfg(feature = "tokio")]
-        Ctx::Worker => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                match tokio::spawn(async move { f() }).await {
-                    Ok(v) => v,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                }
-            }),
-    }
-}
-
-/// One `#[test]` per enabled adapter for a generic check, each under a
-/// watchdog; the check gets a maker of the adapter and a short tag for
-/// thread names.
-macro_rules! per_adapter {
-    ($check:ident) => {
-        mod $check {
-            #[test]
-            fn on_pollster() {
-                crate::common::watchdog(120, || super::$check(|| executor_bridge::Pollster, "p"));
-            }
-            #[cfg(feature = "tokio")]
-            #[test]
-            fn on_tokio() {
-                crate::common::watchdog(120, || super::$check(executor_bridge::Tokio::new, "t"));
-            }
-            #[cfg(feature = "smol")]
-            #[test]
-            fn on_smol() {
-                crate::common::watchdog(120, || super::$check(executor_bridge::Smol::new, "s"));
-            }
-            #[cfg(feature = "async-std")]
-            #[test]
-            fn on_async_std() {
-                crate::common::watchdog(120, || super::$check(|| executor_bridge::AsyncStd, "a"));
-            }
-        }
-    };
-}
 
 fn bridge<R: Runtime>(rt: R, name: &str) -> Bridge<R> {
     Bridge::builder(rt).thread_name(name).build()
@@ -213,7 +135,7 @@ fn factory_panics<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
         still_works(&b, ctx);
     }
 }
-per_adapter!(factory_panics);
+per_adapter!(factory_panics, 120);
 
 // ---------------------------------------------------------------------------
 // A future whose destructor panics.
@@ -302,7 +224,7 @@ fn future_destructor_panics<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
         still_works(&b, ctx);
     }
 }
-per_adapter!(future_destructor_panics);
+per_adapter!(future_destructor_panics, 120);
 
 // ---------------------------------------------------------------------------
 // A stream whose destructor panics.
@@ -406,7 +328,7 @@ fn stream_destructor_panics<R: Runtime + Debug>(mk: impl Fn() -> R, tag: &str) {
         still_works(&b, ctx);
     }
 }
-per_adapter!(stream_destructor_panics);
+per_adapter!(stream_destructor_panics, 120);
 
 /// A stream that yields `k` items at once and then panics: whoever polls the
 /// stream itself sees the `k` items, then the panic. So must the iterator's
@@ -437,7 +359,7 @@ fn stream_panics_after_ready_items<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
         assert_eq!(it.next(), None);
     }
 }
-per_adapter!(stream_panics_after_ready_items);
+per_adapter!(stream_panics_after_ready_items, 120);
 
 // ---------------------------------------------------------------------------
 // A `BlockingIter` moved to and dropped on another thread.
@@ -499,7 +421,7 @@ fn iter_moved_across_threads<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
         still_works(&b, ctx);
     }
 }
-per_adapter!(iter_moved_across_threads);
+per_adapter!(iter_moved_across_threads, 120);
 
 // ---------------------------------------------------------------------------
 // The last clone dropped while calls are in flight.
@@ -582,7 +504,7 @@ fn last_clone_dropped_with_calls_in_flight<R: Runtime>(mk: impl Fn() -> R, tag: 
     }
     all_gone();
 }
-per_adapter!(last_clone_dropped_with_calls_in_flight);
+per_adapter!(last_clone_dropped_with_calls_in_flight, 120);
 
 // ---------------------------------------------------------------------------
 // A bridge dropped from inside its own loop thread.
@@ -639,7 +561,7 @@ fn dropped_on_its_own_loop_thread<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
     }
 }
 
-per_adapter!(dropped_on_its_own_loop_thread);
+per_adapter!(dropped_on_its_own_loop_thread, 120);
 
 /// The last clone of a `Bridge<Tokio>` dropped by a task on the bridge's own
 /// tokio runtime: the runtime must not be dropped (blocking) on its own
@@ -728,7 +650,7 @@ fn spawn_failure_is_an_error<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
     }
     assert_eq!(threads_named(&name), 0);
 }
-per_adapter!(spawn_failure_is_an_error);
+per_adapter!(spawn_failure_is_an_error, 120);
 
 #[test]
 fn a_sane_bridge_works_next_to_one_that_cannot_start_threads() {

@@ -4,6 +4,7 @@
 //! call, handed off on a multi_thread worker; panics resume with their
 //! payload; a thread that cannot start is an error.
 
+#[macro_use]
 mod common;
 
 use std::any::Any;
@@ -11,58 +12,12 @@ use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::rc::Rc;
 use std::thread;
 
+use common::ctx::{contexts, in_ctx, Ctx};
 use common::{threads_named, watchdog};
 use executor_bridge::{Bridge, Pollster, Runtime};
 
 #[derive(Debug, PartialEq)]
 struct Payload(usize);
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Ctx {
-    Plain,
-    Nested,
-    #[cfg(feature = "tokio")]
-    CurrentThread,
-    #[cfg(feature = "tokio")]
-    Worker,
-}
-
-fn contexts() -> Vec<Ctx> {
-    vec![
-        Ctx::Plain,
-        Ctx::Nested,
-        #[cfg(feature = "tokio")]
-        Ctx::CurrentThread,
-        #[cfg(feature = "tokio")]
-        Ctx::Worker,
-    ]
-}
-
-/// Runs `f` in `ctx`; a panic in `f` resumes here with its payload.
-fn in_ctx<T: Send + 'static>(ctx: Ctx, f: impl FnOnce() -> T + Send + 'static) -> T {
-    match ctx {
-        Ctx::Plain => f(),
-        Ctx::Nested => Bridge::new(Pollster).run(move || async move { f() }),
-        #[cfg(feature = "tokio")]
-        Ctx::CurrentThread => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move { f() }),
-        #[cfg(feature = "tokio")]
-        Ctx::Worker => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                match tokio::spawn(async move { f() }).await {
-                    Ok(v) => v,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                }
-            }),
-    }
-}
 
 /// Whether calls from `ctx` hop (and so run on a scoped thread).
 fn hops(ctx: Ctx) -> bool {
@@ -74,32 +29,6 @@ fn hops(ctx: Ctx) -> bool {
         #[cfg(feature = "tokio")]
         Ctx::Worker => false,
     }
-}
-
-macro_rules! per_adapter {
-    ($check:ident) => {
-        mod $check {
-            #[test]
-            fn on_pollster() {
-                crate::common::watchdog(60, || super::$check(|| executor_bridge::Pollster, "p"));
-            }
-            #[cfg(feature = "tokio")]
-            #[test]
-            fn on_tokio() {
-                crate::common::watchdog(60, || super::$check(executor_bridge::Tokio::new, "t"));
-            }
-            #[cfg(feature = "smol")]
-            #[test]
-            fn on_smol() {
-                crate::common::watchdog(60, || super::$check(executor_bridge::Smol::new, "s"));
-            }
-            #[cfg(feature = "async-std")]
-            #[test]
-            fn on_async_std() {
-                crate::common::watchdog(60, || super::$check(|| executor_bridge::AsyncStd, "a"));
-            }
-        }
-    };
 }
 
 fn borrows<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
@@ -159,7 +88,7 @@ fn borrows<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
         "scoped threads left"
     );
 }
-per_adapter!(borrows);
+per_adapter!(borrows, 60);
 
 fn panics_resume_with_their_payload<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
     let b = Bridge::builder(mk())
@@ -208,7 +137,7 @@ fn panics_resume_with_their_payload<R: Runtime>(mk: impl Fn() -> R, tag: &str) {
         });
     }
 }
-per_adapter!(panics_resume_with_their_payload);
+per_adapter!(panics_resume_with_their_payload, 60);
 
 /// A scoped thread that cannot start: an error from `try_run_scoped`, the
 /// documented panic from `run_scoped`, only where a thread is needed.

@@ -195,6 +195,94 @@ pub mod suite {
     }
 }
 
+/// Calling contexts for checks that run the same code from each: a plain
+/// thread, a nested call, and with "tokio" a current_thread runtime and a
+/// multi_thread worker task.
+pub mod ctx {
+    use executor_bridge::{Bridge, Pollster};
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Ctx {
+        /// A plain thread: calls run inline.
+        Plain,
+        /// Inside a future run by another bridge: calls hop.
+        Nested,
+        /// Inside a current_thread runtime: calls hop.
+        #[cfg(feature = "tokio")]
+        CurrentThread,
+        /// A task on a multi_thread worker: calls hand off.
+        #[cfg(feature = "tokio")]
+        Worker,
+    }
+
+    pub fn contexts() -> Vec<Ctx> {
+        vec![
+            Ctx::Plain,
+            Ctx::Nested,
+            #[cfg(feature = "tokio")]
+            Ctx::CurrentThread,
+            #[cfg(feature = "tokio")]
+            Ctx::Worker,
+        ]
+    }
+
+    /// Runs `f` in `ctx`; a panic in `f` resumes here with its payload.
+    pub fn in_ctx<T: Send + 'static>(ctx: Ctx, f: impl FnOnce() -> T + Send + 'static) -> T {
+        match ctx {
+            Ctx::Plain => f(),
+            Ctx::Nested => Bridge::new(Pollster).run(move || async move { f() }),
+            #[cfg(feature = "tokio")]
+            Ctx::CurrentThread => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move { f() }),
+            #[cfg(feature = "tokio")]
+            Ctx::Worker => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    match tokio::spawn(async move { f() }).await {
+                        Ok(v) => v,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                }),
+        }
+    }
+}
+
+/// One `#[test]` per enabled adapter for a generic check, each under a
+/// watchdog of `secs` seconds; the check gets a maker of the adapter and a
+/// short tag for thread names. Needs `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! per_adapter {
+    ($check:ident, $secs:expr) => {
+        mod $check {
+            #[test]
+            fn on_pollster() {
+                crate::common::watchdog($secs, || super::$check(|| executor_bridge::Pollster, "p"));
+            }
+            #[cfg(feature = "tokio")]
+            #[test]
+            fn on_tokio() {
+                crate::common::watchdog($secs, || super::$check(executor_bridge::Tokio::new, "t"));
+            }
+            #[cfg(feature = "smol")]
+            #[test]
+            fn on_smol() {
+                crate::common::watchdog($secs, || super::$check(executor_bridge::Smol::new, "s"));
+            }
+            #[cfg(feature = "async-std")]
+            #[test]
+            fn on_async_std() {
+                crate::common::watchdog($secs, || super::$check(|| executor_bridge::AsyncStd, "a"));
+            }
+        }
+    };
+}
+
 /// The generic tests, the same for every adapter: outputs, panics, timeouts,
 /// `!Send` futures, concurrency inside one call, and `BlockingIter`'s
 /// properties, each on every [`suite::Path`].
