@@ -154,25 +154,34 @@ impl Tokio {
     ///
     /// The error of tokio's runtime builder, if an owned runtime could not be
     /// started.
+    #[inline]
     pub fn handle(&self) -> io::Result<&Handle> {
         match &*self.inner {
             Inner::Borrowed(handle) => Ok(handle),
-            Inner::Owned { runtime, build } => {
-                if let Some(rt) = runtime.get() {
-                    return Ok(rt.handle());
-                }
-                let _building = crate::pool::lock(build);
-                if let Some(rt) = runtime.get() {
-                    return Ok(rt.handle());
-                }
-                let rt = ::tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("executor-bridge-tokio")
-                    .enable_all()
-                    .build()?;
-                Ok(runtime.get_or_init(|| rt).handle())
-            }
+            Inner::Owned { runtime, .. } => match runtime.get() {
+                Some(rt) => Ok(rt.handle()),
+                None => self.build(),
+            },
         }
+    }
+
+    /// Builds the owned runtime: the first call's slow path.
+    #[cold]
+    #[inline(never)]
+    fn build(&self) -> io::Result<&Handle> {
+        let Inner::Owned { runtime, build } = &*self.inner else {
+            unreachable!("only an owned runtime is built")
+        };
+        let _building = crate::pool::lock(build);
+        if let Some(rt) = runtime.get() {
+            return Ok(rt.handle());
+        }
+        let rt = ::tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("executor-bridge-tokio")
+            .enable_all()
+            .build()?;
+        Ok(runtime.get_or_init(|| rt).handle())
     }
 
     #[track_caller]

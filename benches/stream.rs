@@ -2,7 +2,8 @@
 //! feeding a bounded channel.
 //!
 //! - `stream_1m_u64`: sum 1,000,000 `u64` from an always-ready stream (items
-//!   per second; compare medians within the group);
+//!   per second; compare medians within the group); `bridge_tokio_iter` uses
+//!   the default stream capacity, `..._cap256` the channels' 256;
 //! - `live_latency` (printed after the criterion groups, not a criterion
 //!   bench): a producer yielding one item per millisecond, latency from the
 //!   moment the item exists to the consumer's `next()` returning it, vs a
@@ -27,12 +28,17 @@ const CAP: usize = 256;
 
 fn throughput(c: &mut Criterion) {
     let tokio_bridge = Bridge::new(Tokio::new());
+    // The same capacity as the channels below (the default may differ).
+    let tokio_bridge_256 = Bridge::builder(Tokio::new()).stream_capacity(CAP).build();
     let pollster_bridge = Bridge::new(Pollster);
 
     let mut g = c.benchmark_group("stream_1m_u64");
     g.throughput(Throughput::Elements(N));
     g.bench_function("bridge_tokio_iter", |b| {
         b.iter(|| tokio_bridge.iter(|| stream::iter(0..N)).sum::<u64>())
+    });
+    g.bench_function("bridge_tokio_iter_cap256", |b| {
+        b.iter(|| tokio_bridge_256.iter(|| stream::iter(0..N)).sum::<u64>())
     });
     g.bench_function("bridge_pollster_iter", |b| {
         b.iter(|| pollster_bridge.iter(|| stream::iter(0..N)).sum::<u64>())

@@ -531,14 +531,25 @@ impl<R: Runtime> Bridge<R> {
         let _depth = DepthGuard::enter();
         let rt = &self.owner.shared.runtime;
         let mut fut = pin!(async move { make().await });
-        let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-        if let Some(Poll::Ready(out)) = first {
-            return out;
-        }
-        if hand_off {
-            context::hand_off(|| rt.block_on(fut))
-        } else {
-            rt.block_on(fut)
+        let finish = |fut| {
+            if hand_off {
+                context::hand_off(|| rt.block_on(fut))
+            } else {
+                rt.block_on(fut)
+            }
+        };
+        // One poll and, if it is not ready, the whole wait under one `enter`.
+        let mut unpolled = Some(fut.as_mut());
+        let entered = rt.enter(|| {
+            let mut fut = unpolled.take().expect("polled once");
+            match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(out) => out,
+                Poll::Pending => finish(fut),
+            }
+        });
+        match entered {
+            Some(out) => out,
+            None => finish(unpolled.take().expect("not entered, not polled")),
         }
     }
 

@@ -31,24 +31,20 @@ pub(crate) fn block_on_deadline<F: Future>(fut: F, deadline: Option<Instant>) ->
     }
 }
 
-/// Spins, then yields the thread, while `waiting` holds, for a few
+/// Yields the thread, while `waiting` holds, for a few
 /// microseconds at most (parking and being woken costs more, on virtual
 /// machines tens of microseconds). Returns whether `waiting` stopped holding.
 pub(crate) fn backoff(mut waiting: impl FnMut() -> bool) -> bool {
-    for round in 0..BACKOFF_ROUNDS {
+    for _ in 0..BACKOFF_ROUNDS {
         if !waiting() {
             return true;
         }
-        if round < 6 {
-            for _ in 0..1 << round {
-                std::hint::spin_loop();
-            }
-        } else {
-            std::thread::yield_now();
-        }
+        std::thread::yield_now();
     }
     !waiting()
 }
 
-/// Six short spins, then yields.
-const BACKOFF_ROUNDS: u32 = 40;
+/// Yields only, no busy-wait: `spin_loop` burns the time slice that the
+/// thread being waited for needs whenever both share a CPU (a loaded machine,
+/// a small VM), which made a hop cost as much as parking.
+const BACKOFF_ROUNDS: u32 = 16;
