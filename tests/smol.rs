@@ -38,13 +38,7 @@ fn a_listener_bound_in_one_call_accepts_in_the_next() {
         let listener =
             bridge.run(|| async { smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap() });
         let addr = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || {
-            use std::io::Read;
-            let mut conn = std::net::TcpStream::connect(addr).unwrap();
-            let mut got = String::new();
-            conn.read_to_string(&mut got).unwrap();
-            got
-        });
+        let client = common::read_all_from(addr);
         std::thread::sleep(Duration::from_millis(20));
         bridge.run(move || async move {
             use smol::io::AsyncWriteExt;

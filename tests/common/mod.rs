@@ -34,6 +34,18 @@ where
     }
 }
 
+/// Connects to `addr` from a fresh thread, which reads until the peer closes
+/// and returns what it read as text.
+pub fn read_all_from(addr: std::net::SocketAddr) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        use std::io::Read;
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        let mut got = String::new();
+        conn.read_to_string(&mut got).expect("read");
+        got
+    })
+}
+
 /// Names of this process's threads, as the kernel reports them (at most 15
 /// bytes each).
 pub fn thread_names() -> Vec<String> {
