@@ -253,7 +253,7 @@ impl<T> BlockingIter<T> {
 /// Tries to receive for a few microseconds before the caller parks: a
 /// producer that is filling the next batch, or was just woken to, usually
 /// delivers sooner than a park and a wake-up would take.
-fn spin_recv<T>(rx: &Receiver<T>) -> Result<T, TryRecvError> {
+fn try_recv_soon<T>(rx: &Receiver<T>) -> Result<T, TryRecvError> {
     backoff(|| rx.is_empty() && !rx.is_closed());
     rx.try_recv()
 }
@@ -273,7 +273,7 @@ impl<T> Iterator for BlockingIter<T> {
             return Some(item);
         }
         let rx = self.rx.as_ref()?;
-        let msg = match spin_recv(rx) {
+        let msg = match try_recv_soon(rx) {
             Ok(msg) => Some(msg),
             Err(TryRecvError::Closed) => None,
             Err(TryRecvError::Empty) => context::wait(|| rx.recv_blocking().ok()),
