@@ -73,11 +73,11 @@ impl<R: Runtime> Clone for Bridge<R> {
     }
 }
 
-impl<R: Runtime + fmt::Debug> fmt::Debug for Bridge<R> {
+impl<R: Runtime> fmt::Debug for Bridge<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = &self.owner.shared;
         f.debug_struct("Bridge")
-            .field("runtime", &shared.runtime)
+            .field("runtime", &std::any::type_name::<R>())
             .field("threads", &shared.pool.threads())
             .field("idle_threads", &shared.pool.idle())
             .field("thread_name", &shared.config.thread_name)
@@ -107,10 +107,18 @@ impl<R: Runtime + Default> Default for Bridge<R> {
 ///     .build();
 /// assert_eq!(bridge.run(|| async { 1 }), 1);
 /// ```
-#[derive(Debug)]
 pub struct Builder<R: Runtime> {
     runtime: R,
     config: Config,
+}
+
+impl<R: Runtime> fmt::Debug for Builder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("runtime", &std::any::type_name::<R>())
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl<R: Runtime> Builder<R> {
@@ -593,4 +601,14 @@ fn _assert_impls() {
     send::<BlockingIter<u8>>();
     send::<Error>();
     sync::<Error>();
+    // Debug whatever the runtime: a user's runtime need not be Debug.
+    struct Plain;
+    impl Runtime for Plain {
+        fn block_on<F: Future>(&self, fut: F) -> F::Output {
+            pollster::block_on(fut)
+        }
+    }
+    fn debug<T: fmt::Debug>() {}
+    debug::<Bridge<Plain>>();
+    debug::<Builder<Plain>>();
 }
