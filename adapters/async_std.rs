@@ -16,7 +16,7 @@
 
 use std::future::Future;
 
-use crate::Runtime;
+use crate::{Runtime, Task};
 
 /// Drives futures with [`async_std::task::block_on`], so async-std's
 /// networking, timers and `task::spawn` work.
@@ -43,6 +43,11 @@ impl Runtime for AsyncStd {
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         // async-std's reactor and executor are global.
         Some(f())
+    }
+
+    fn spawn(&self, task: Task) -> Result<(), Task> {
+        drop(::async_std::task::spawn(task));
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::Runtime;
+use crate::{Runtime, Task};
 
 /// Drives futures with [`smol::block_on`], which runs async-io's global
 /// reactor, so smol's networking, timers and `smol::spawn`ed tasks work.
@@ -48,6 +48,11 @@ impl Runtime for Smol {
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         // async-io's reactor is global: a future may register from anywhere.
         Some(f())
+    }
+
+    fn spawn(&self, task: Task) -> Result<(), Task> {
+        ::smol::spawn(task).detach();
+        Ok(())
     }
 }
 

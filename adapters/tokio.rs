@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ::tokio::runtime::{Handle, Runtime as TokioRuntime, RuntimeFlavor};
 
-use crate::{Error, Runtime};
+use crate::{Error, Runtime, Task};
 
 /// Drives futures on a long-lived tokio multi_thread runtime.
 ///
@@ -238,6 +238,11 @@ impl Runtime for Tokio {
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         let _entered = self.started().enter();
         Some(f())
+    }
+
+    fn spawn(&self, task: Task) -> Result<(), Task> {
+        drop(self.started().spawn(task));
+        Ok(())
     }
 }
 

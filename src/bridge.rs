@@ -488,6 +488,78 @@ impl<R: Runtime> Bridge<R> {
         self.spawn_iter(self.owner.shared.config.stream_capacity, make)
     }
 
+    /// Like [`iter`](Bridge::iter), for a `Send` stream: the stream runs as a
+    /// task on the runtime's own executor (tokio, smol, async-std), polled
+    /// where its wake-ups land, instead of on a loop thread.
+    ///
+    /// An item that arrives while the consumer waits then wakes one sleeping
+    /// thread (the consumer) instead of two in a row (the loop thread, then
+    /// the consumer), which roughly halves the latency of a slow live
+    /// stream. Everything else is as for `iter`: live, bounded, cancelled on
+    /// drop (the stream is dropped on the runtime's thread), panics resumed
+    /// in `next`. With a runtime that cannot spawn
+    /// ([`Pollster`](crate::Pollster), `SmolExecutor`, most
+    /// runtimes of your own) it is `iter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    /// use futures_lite::stream;
+    ///
+    /// let bridge = Bridge::new(Pollster);
+    /// let total: u32 = bridge.iter_spawned(|| stream::iter(1..=4)).sum();
+    /// assert_eq!(total, 10);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`iter`](Bridge::iter).
+    #[track_caller]
+    pub fn iter_spawned<M, S>(&self, make: M) -> BlockingIter<S::Item>
+    where
+        M: FnOnce() -> S + Send + 'static,
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        match self.try_iter_spawned(make) {
+            Ok(iter) => iter,
+            Err(e) => e.raise(),
+        }
+    }
+
+    /// Like [`iter_spawned`](Bridge::iter_spawned), but a failure to start
+    /// comes back as an [`Error`].
+    ///
+    /// # Errors
+    ///
+    /// As [`try_iter`](Bridge::try_iter).
+    pub fn try_iter_spawned<M, S>(&self, make: M) -> Result<BlockingIter<S::Item>, Error>
+    where
+        M: FnOnce() -> S + Send + 'static,
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        self.start()?;
+        let (iter, producer) = iter::channel(self.owner.shared.config.stream_capacity);
+        let produce = iter::produce(make, producer);
+        #[cfg(feature = "tracing")]
+        let produce = tracing::Instrument::instrument(produce, tracing::Span::current());
+        // A panic left over (the stream's destructor, once the consumer has
+        // gone) must not unwind into the runtime's executor.
+        let task: crate::Task = Box::pin(async move {
+            let _ = futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(produce)).await;
+        });
+        let Err(task) = self.owner.shared.runtime.spawn(task) else {
+            return Ok(iter);
+        };
+        let job: Job<R> = Box::new(move |rt: &R, _release: &mut dyn FnMut()| rt.block_on(task));
+        self.shared()
+            .submit(job, context::nested())
+            .map_err(Error::Spawn)?;
+        Ok(iter)
+    }
+
     /// Starts `make`'s stream on a loop thread behind a channel of `capacity`
     /// items.
     pub(crate) fn spawn_iter<M, S>(

@@ -36,7 +36,7 @@ pub use bridge::{Bridge, Builder};
 pub use error::{Error, Panic, PanicPayload};
 pub use iter::BlockingIter;
 pub use read::BlockingReader;
-pub use runtime::Runtime;
+pub use runtime::{Runtime, Task};
 
 pub use adapters::pollster;
 pub use adapters::pollster::Pollster;

@@ -2,7 +2,11 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::thread::{Builder, JoinHandle};
+
+/// A background task handed to [`Runtime::spawn`].
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// An async runtime the bridge can drive: "run an event loop on this thread
 /// until this future completes".
@@ -86,6 +90,18 @@ pub trait Runtime: Send + Sync + 'static {
         None
     }
 
+    /// Runs `task` to completion in the background on this runtime's own
+    /// executor, or gives it back (`Err`) if the runtime has no executor that
+    /// makes progress without a `block_on` call. The default gives it back.
+    ///
+    /// [`Bridge::iter_spawned`](crate::Bridge::iter_spawned) uses it to poll a
+    /// `Send` stream where its wake-ups land; given the task back, it runs the
+    /// stream on a loop thread as [`Bridge::iter`](crate::Bridge::iter) does.
+    /// The task catches its own panics.
+    fn spawn(&self, task: Task) -> Result<(), Task> {
+        Err(task)
+    }
+
     /// Starts a fresh OS thread, configured by `thread` (its name and stack
     /// size are set by the bridge), that runs `main`. `main` calls
     /// [`block_on`](Runtime::block_on) for every job handed to the thread.
@@ -116,6 +132,10 @@ impl<R: Runtime> Runtime for std::sync::Arc<R> {
 
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         (**self).enter(f)
+    }
+
+    fn spawn(&self, task: Task) -> Result<(), Task> {
+        (**self).spawn(task)
     }
 
     fn spawn_loop<F>(&self, thread: Builder, main: F) -> io::Result<JoinHandle<()>>
