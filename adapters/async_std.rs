@@ -1,28 +1,15 @@
 //! [`AsyncStd`]: the adapter for async-std.
-//!
-//! **Legacy**: async-std is discontinued upstream in favour of smol. It keeps
-//! working here for code that still depends on it; new code should use
-//! [`Smol`](crate::Smol).
-//!
-//! ```
-//! use std::time::Duration;
-//!
-//! let out = executor_bridge::async_std::run(|| async {
-//!     async_std::task::sleep(Duration::from_millis(5)).await;
-//!     7
-//! });
-//! assert_eq!(out, 7);
-//! ```
 
 use std::future::Future;
 
-use crate::{Runtime, Task};
+use crate::Runtime;
 
 /// Drives futures with [`async_std::task::block_on`], so async-std's
 /// networking, timers and `task::spawn` work.
 ///
-/// **Legacy**: async-std is discontinued upstream in favour of smol; prefer
-/// [`Smol`](crate::Smol) in new code.
+/// **Legacy**: async-std is discontinued upstream in favour of smol. It keeps
+/// working here for code that still depends on it; new code should use the
+/// `Smol` adapter (feature `smol`).
 ///
 /// # Examples
 ///
@@ -40,15 +27,9 @@ impl Runtime for AsyncStd {
         ::async_std::task::block_on(fut)
     }
 
+    /// async-std's executor and async-io's reactor are global, with threads
+    /// of their own: a future polled anywhere is driven.
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        // async-std's reactor and executor are global.
         Some(f())
     }
-
-    fn spawn(&self, task: Task) -> Result<(), Task> {
-        drop(::async_std::task::spawn(task));
-        Ok(())
-    }
 }
-
-shortcuts!(AsyncStd, "async-std");

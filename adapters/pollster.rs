@@ -1,9 +1,4 @@
 //! [`Pollster`]: the runtime-free adapter, always available.
-//!
-//! ```
-//! let n = executor_bridge::pollster::run(|| async { 1 + 1 });
-//! assert_eq!(n, 2);
-//! ```
 
 use std::future::Future;
 
@@ -35,9 +30,8 @@ impl Runtime for Pollster {
         pollster::block_on(fut)
     }
 
+    /// No context to set; whatever wakes these futures, wakes them anywhere.
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         Some(f())
     }
 }
-
-shortcuts!(Pollster, "pollster");

@@ -1,23 +1,14 @@
 //! [`Smol`]: the adapter for smol (async-io's reactor, async-executor).
-//!
-//! ```
-//! use std::time::Duration;
-//!
-//! let waited = executor_bridge::smol::run(|| async {
-//!     smol::Timer::after(Duration::from_millis(5)).await;
-//!     "done"
-//! });
-//! assert_eq!(waited, "done");
-//! ```
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{Runtime, Task};
+use crate::Runtime;
 
-/// Drives futures with [`smol::block_on`], which runs async-io's global
-/// reactor, so smol's networking, timers and `smol::spawn`ed tasks work.
+/// Drives futures with [`smol::block_on`]: the waiting thread runs async-io's
+/// reactor itself (one wake-up per IO event), and smol's networking, timers
+/// and `smol::spawn`ed tasks work.
 ///
 /// To run an executor of your own inside every call, use [`SmolExecutor`].
 ///
@@ -33,36 +24,28 @@ use crate::{Runtime, Task};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Smol;
 
-impl Smol {
-    /// The adapter; the same as `Smol`.
-    pub const fn new() -> Self {
-        Smol
-    }
-}
-
 impl Runtime for Smol {
     fn block_on<F: Future>(&self, fut: F) -> F::Output {
         ::smol::block_on(fut)
     }
 
+    /// async-io's reactor is global, with a thread of its own for when no
+    /// thread waits in `block_on`; smol's executor is global too.
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        // async-io's reactor is global: a future may register from anywhere.
         Some(f())
-    }
-
-    fn spawn(&self, task: Task) -> Result<(), Task> {
-        ::smol::spawn(task).detach();
-        Ok(())
     }
 }
 
 /// Like [`Smol`], but every `block_on` also runs an executor of yours, so
-/// tasks spawned on it advance while a bridged future runs.
+/// that tasks spawned on it advance while a bridged call waits.
+///
+/// Tasks of such an executor advance only inside `block_on`, so calls from a
+/// tokio runtime and nested calls run on a loop thread.
 ///
 /// # Examples
 ///
 /// ```
-/// use executor_bridge::{smol::SmolExecutor, Bridge};
+/// use executor_bridge::{Bridge, SmolExecutor};
 /// use std::sync::Arc;
 ///
 /// let ex = Arc::new(smol::Executor::new());
@@ -97,10 +80,4 @@ impl Runtime for SmolExecutor {
     fn block_on<F: Future>(&self, fut: F) -> F::Output {
         ::smol::block_on(self.executor.run(fut))
     }
-
-    fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        Some(f())
-    }
 }
-
-shortcuts!(Smol, "smol");

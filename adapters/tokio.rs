@@ -1,42 +1,45 @@
 //! [`Tokio`]: the adapter for tokio.
-//!
-//! ```
-//! use std::time::Duration;
-//!
-//! let out = executor_bridge::tokio::run(|| async {
-//!     tokio::time::sleep(Duration::from_millis(5)).await;
-//!     "slept"
-//! });
-//! assert_eq!(out, "slept");
-//! ```
 
+use std::cell::Cell;
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Duration;
 
 use ::tokio::runtime::{Handle, Runtime as TokioRuntime, RuntimeFlavor};
 
-use crate::{Error, Runtime, Task};
+use crate::pool::lock;
+use crate::{Error, Runtime};
 
-/// Drives futures on a long-lived tokio multi_thread runtime.
+/// Drives futures on a long-lived tokio runtime.
 ///
 /// The runtime persists across calls, so what one call creates keeps working
 /// in the next: a connection pool (reqwest, sqlx, tonic clients), a bound
-/// listener, a `tokio::spawn`ed task. Futures run on the calling thread (or a
-/// bridge loop thread) with `Handle::block_on`; the runtime's worker drives IO,
-/// timers and spawned tasks.
+/// listener, a `tokio::spawn`ed task.
 ///
-/// - [`Tokio::new`] (also `Default`) builds its own runtime lazily, on the
-///   first call, with one worker thread named `executor-bridge-tokio`.
-/// - [`Tokio::from_runtime`] takes a runtime you built (more workers, other
-///   settings).
+/// - [`Tokio::new`] (also `Default`) builds, on the first call, a
+///   current_thread runtime that the **callers drive**: a thread waiting in a
+///   bridged call runs the runtime's IO driver, timers and tasks itself, so an
+///   IO event wakes the one thread that waits for it, as blocking IO does. A
+///   driver thread named `bridge-tokio` keeps the runtime going while no
+///   call waits (tasks spawned by one call keep running between calls, within
+///   about a millisecond of going idle).
+/// - [`Tokio::from_runtime`] takes a runtime you built: a current_thread one
+///   is driven by the callers as above; a multi_thread one by its own
+///   workers (callers park, workers wake them: two thread wake-ups per IO
+///   event, but tasks never run on a caller's thread).
 /// - [`Tokio::from_handle`] / [`Tokio::current`] use an application's
-///   existing multi_thread runtime.
+///   existing multi_thread runtime, driven by its workers.
 ///
 /// Clones share the runtime. An owned runtime is shut down when the last
-/// clone is dropped: waiting for its threads to exit from blocking code, in
-/// the background from async code (where tokio forbids blocking).
+/// clone is dropped, waiting at most half a second for `spawn_blocking`
+/// work still running (which then finishes on its own); from async code, in
+/// the background (tokio forbids blocking there).
 ///
 /// # Examples
 ///
@@ -51,19 +54,50 @@ use crate::{Error, Runtime, Task};
 /// let (_conn, _) = bridge.run(move || async move { listener.accept().await.unwrap() });
 /// client.join().unwrap();
 /// ```
+///
+/// # Caveats
+///
+/// With a caller-driven runtime, spawned tasks run on whichever thread waits
+/// in a call (or on the driver thread): a task that blocks its thread delays
+/// the calls waiting meanwhile, as on any current_thread runtime. A task of
+/// such a runtime must not call its bridge synchronously: it runs inside the
+/// very thread that would have to drive the call (see `# Panics` of
+/// [`Runtime::enter`] below). `block_in_place` panics in its tasks, as on any
+/// current_thread runtime. For CPU-heavy or blocking tasks, give
+/// [`Tokio::from_runtime`] a multi_thread runtime.
 #[derive(Clone)]
 pub struct Tokio {
     inner: Arc<Inner>,
 }
 
 enum Inner {
-    /// A runtime of ours, built on first use and dropped on its own thread.
+    /// A runtime of ours, started on first use.
     Owned {
-        runtime: OnceLock<TokioRuntime>,
-        build: Mutex<()>,
+        started: OnceLock<Started>,
+        /// A runtime given to [`Tokio::from_runtime`], until it starts.
+        given: Mutex<Option<TokioRuntime>>,
     },
-    /// An application's runtime.
+    /// An application's multi_thread runtime.
     Borrowed(Handle),
+}
+
+/// An owned runtime, running.
+struct Started {
+    handle: Handle,
+    /// The runtime, shared with the driver thread so that either can be the
+    /// last to drop it, outside its `block_on`.
+    runtime: Arc<TokioRuntime>,
+    /// `None` for a multi_thread runtime.
+    callers: Option<Arc<Callers>>,
+    driver: Option<JoinHandle<()>>,
+}
+
+/// How a started runtime runs calls.
+enum Running<'a> {
+    /// Its workers drive it: `Handle::block_on`.
+    Workers(&'a Handle),
+    /// The callers drive it.
+    Callers(&'a Handle, &'a Callers, &'a TokioRuntime),
 }
 
 impl Default for Tokio {
@@ -73,34 +107,24 @@ impl Default for Tokio {
 }
 
 impl Tokio {
-    /// An adapter that builds its own multi_thread runtime (one worker, IO and
-    /// time enabled) on first use.
+    /// An adapter that builds its own runtime on first use: a current_thread
+    /// runtime with IO and time enabled, driven by the callers.
     pub fn new() -> Self {
-        Tokio {
-            inner: Arc::new(Inner::Owned {
-                runtime: OnceLock::new(),
-                build: Mutex::new(()),
-            }),
-        }
+        Tokio::owned(None)
     }
 
-    /// An adapter that owns `runtime`, built by you.
-    ///
-    /// # Panics
-    ///
-    /// Panics with "executor-bridge: the Tokio adapter needs a multi_thread
-    /// runtime ..." if `runtime` is a current_thread runtime: only the thread
-    /// inside its `Runtime::block_on` can drive one, and a bridge call made
-    /// from that thread would wait on itself.
-    #[track_caller]
+    /// An adapter that owns `runtime`, built by you: a current_thread runtime
+    /// is driven by the callers (and a driver thread while none waits), a
+    /// multi_thread runtime by its workers.
     pub fn from_runtime(runtime: TokioRuntime) -> Self {
-        check_flavor(runtime.handle()).unwrap_or_else(|e| panic!("executor-bridge: {e}"));
-        let built = OnceLock::new();
-        let _ = built.set(runtime);
+        Tokio::owned(Some(runtime))
+    }
+
+    fn owned(given: Option<TokioRuntime>) -> Self {
         Tokio {
             inner: Arc::new(Inner::Owned {
-                runtime: built,
-                build: Mutex::new(()),
+                started: OnceLock::new(),
+                given: Mutex::new(given),
             }),
         }
     }
@@ -110,14 +134,16 @@ impl Tokio {
     ///
     /// # Panics
     ///
-    /// Panics with "executor-bridge: the Tokio adapter needs a multi_thread
-    /// runtime ..." for a current_thread handle; see
+    /// Panics with "executor-bridge: `Tokio::from_handle` needs a multi_thread
+    /// runtime ..." for a current_thread handle: nothing but that runtime's
+    /// own `block_on` can drive it, so calls would hang. Give the runtime
+    /// itself to [`from_runtime`](Tokio::from_runtime) instead, or see
     /// [`try_from_handle`](Tokio::try_from_handle).
     #[track_caller]
     pub fn from_handle(handle: Handle) -> Self {
-        check_flavor(&handle).unwrap_or_else(|e| panic!("executor-bridge: {e}"));
-        Tokio {
-            inner: Arc::new(Inner::Borrowed(handle)),
+        match Tokio::try_from_handle(handle) {
+            Ok(tokio) => tokio,
+            Err(e) => panic!("executor-bridge: {e}"),
         }
     }
 
@@ -126,91 +152,139 @@ impl Tokio {
     ///
     /// # Errors
     ///
-    /// [`Error::Runtime`] with [`io::ErrorKind::InvalidInput`] if `handle`
-    /// belongs to a current_thread runtime: `Handle::block_on` cannot drive
-    /// its IO and timers from another thread, so calls would hang.
+    /// [`Error::is_runtime`], its [`io::Error`] of kind
+    /// [`io::ErrorKind::InvalidInput`], if `handle` belongs to a
+    /// current_thread runtime.
     pub fn try_from_handle(handle: Handle) -> Result<Self, Error> {
-        check_flavor(&handle).map_err(Error::Runtime)?;
-        Ok(Tokio {
-            inner: Arc::new(Inner::Borrowed(handle)),
-        })
+        match handle.runtime_flavor() {
+            RuntimeFlavor::MultiThread => Ok(Tokio {
+                inner: Arc::new(Inner::Borrowed(handle)),
+            }),
+            other => Err(Error::runtime(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`Tokio::from_handle` needs a multi_thread runtime, got {other:?}: \
+                     only its own `Runtime::block_on` can drive a current_thread runtime; \
+                     give the runtime itself to `Tokio::from_runtime`"
+                ),
+            ))),
+        }
     }
 
     /// An adapter on the multi_thread runtime the caller is running on.
     ///
     /// # Panics
     ///
-    /// Panics if called outside a tokio runtime (tokio's "there is no reactor
-    /// running" message), or inside a current_thread runtime (as
-    /// [`from_handle`](Tokio::from_handle)).
+    /// Panics with "executor-bridge: `Tokio::current` called outside a tokio
+    /// runtime" outside one, and as [`from_handle`](Tokio::from_handle) inside
+    /// a current_thread runtime.
     #[track_caller]
     pub fn current() -> Self {
-        Tokio::from_handle(Handle::current())
+        match Handle::try_current() {
+            Ok(handle) => Tokio::from_handle(handle),
+            Err(_) => panic!("executor-bridge: `Tokio::current` called outside a tokio runtime"),
+        }
     }
 
-    /// The runtime's handle, starting an owned runtime if needed.
+    /// The runtime's handle, starting an owned runtime if needed: to spawn
+    /// tasks on it, or to enter its context.
+    ///
+    /// A caller-driven runtime's handle does not drive it: its
+    /// `Handle::block_on` waits for IO and timers only while some bridged
+    /// call (or the driver thread) drives the runtime.
     ///
     /// # Errors
     ///
-    /// The error of tokio's runtime builder, if an owned runtime could not be
-    /// started.
+    /// The error of tokio's runtime builder, or of starting the driver
+    /// thread, if an owned runtime could not be started.
     #[inline]
     pub fn handle(&self) -> io::Result<&Handle> {
-        match &*self.inner {
-            Inner::Borrowed(handle) => Ok(handle),
-            Inner::Owned { runtime, .. } => match runtime.get() {
-                Some(rt) => Ok(rt.handle()),
-                None => self.build(),
-            },
-        }
+        self.started().map(|running| match running {
+            Running::Workers(handle) | Running::Callers(handle, ..) => handle,
+        })
     }
 
-    /// Builds the owned runtime: the first call's slow path.
-    #[cold]
-    #[inline(never)]
-    fn build(&self) -> io::Result<&Handle> {
-        let Inner::Owned { runtime, build } = &*self.inner else {
-            unreachable!("only an owned runtime is built")
-        };
-        let _building = crate::pool::lock(build);
-        if let Some(rt) = runtime.get() {
-            return Ok(rt.handle());
+    #[inline]
+    fn started(&self) -> io::Result<Running<'_>> {
+        match &*self.inner {
+            Inner::Borrowed(handle) => Ok(Running::Workers(handle)),
+            Inner::Owned { started, given } => {
+                let started = match started.get() {
+                    Some(started) => started,
+                    None => start(started, given)?,
+                };
+                Ok(match &started.callers {
+                    Some(callers) => Running::Callers(&started.handle, callers, &started.runtime),
+                    None => Running::Workers(&started.handle),
+                })
+            }
         }
-        let rt = ::tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("executor-bridge-tokio")
-            .enable_all()
-            .build()?;
-        Ok(runtime.get_or_init(|| rt).handle())
     }
 
     #[track_caller]
-    fn started(&self) -> &Handle {
-        match self.handle() {
-            Ok(handle) => handle,
-            Err(e) => panic!("executor-bridge: failed to start the runtime: {e}"),
+    fn running(&self) -> Running<'_> {
+        match self.started() {
+            Ok(running) => running,
+            Err(e) => panic!("executor-bridge: the runtime failed: {e}"),
         }
     }
 }
 
-fn check_flavor(handle: &Handle) -> io::Result<()> {
-    match handle.runtime_flavor() {
-        RuntimeFlavor::MultiThread => Ok(()),
-        other => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "the Tokio adapter needs a multi_thread runtime, got {other:?}: \
-                 only the thread inside its `Runtime::block_on` can drive it"
-            ),
-        )),
+/// Starts an owned runtime: the first call's slow path.
+#[cold]
+#[inline(never)]
+fn start<'a>(started: &'a OnceLock<Started>, given: &Mutex<Option<TokioRuntime>>) -> io::Result<&'a Started> {
+    let mut given = lock(given);
+    if let Some(started) = started.get() {
+        return Ok(started);
     }
+    let runtime = match given.take() {
+        Some(runtime) => runtime,
+        None => ::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    };
+    let handle = runtime.handle().clone();
+    let runtime = Arc::new(runtime);
+    let (callers, driver) = match handle.runtime_flavor() {
+        RuntimeFlavor::CurrentThread => {
+            let callers = Arc::new(Callers::default());
+            let shared = (Arc::clone(&callers), Arc::clone(&runtime));
+            let driver = thread::Builder::new()
+                .name("bridge-tokio".into())
+                .spawn(move || drive_idle(shared.0, shared.1));
+            match driver {
+                Ok(driver) => {
+                    let _ = callers.driver.set(driver.thread().clone());
+                    (Some(callers), Some(driver))
+                }
+                Err(e) => {
+                    // Keep the runtime for the next try: the closure that
+                    // held its other clone is gone with the failed spawn.
+                    *given = Arc::into_inner(runtime);
+                    return Err(e);
+                }
+            }
+        }
+        _ => (None, None),
+    };
+    Ok(started.get_or_init(|| Started {
+        handle,
+        runtime,
+        callers,
+        driver,
+    }))
 }
 
 impl fmt::Debug for Tokio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, started) = match &*self.inner {
-            Inner::Owned { runtime, .. } => ("owned", runtime.get().is_some()),
-            Inner::Borrowed(_) => ("borrowed", true),
+            Inner::Owned { started, .. } => match started.get() {
+                Some(Started { callers: Some(_), .. }) => ("caller-driven", true),
+                Some(_) => ("multi_thread", true),
+                None => ("owned", false),
+            },
+            Inner::Borrowed(_) => ("borrowed multi_thread", true),
         };
         f.debug_struct("Tokio")
             .field("runtime", &kind)
@@ -220,50 +294,298 @@ impl fmt::Debug for Tokio {
 }
 
 impl Runtime for Tokio {
-    /// `Handle::block_on` on the adapter's runtime.
+    /// Runs `fut` on this thread: for a caller-driven runtime, polling it here
+    /// and driving the runtime while it waits; otherwise `Handle::block_on`.
     ///
     /// # Panics
     ///
-    /// Panics if the owned runtime cannot be built, or (tokio's message "Cannot
-    /// start a runtime from within a runtime") when called directly from
-    /// async code; [`Bridge`](crate::Bridge) never does the latter.
+    /// Panics if an owned runtime cannot be started, or (tokio's "Cannot start
+    /// a runtime from within a runtime") when called directly from async
+    /// code; [`Bridge`](crate::Bridge) never does the latter.
+    #[track_caller]
     fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        self.started().block_on(fut)
+        match self.running() {
+            Running::Workers(handle) => handle.block_on(fut),
+            Running::Callers(handle, callers, rt) => callers.drive(handle, rt, fut),
+        }
     }
 
     fn start(&self) -> io::Result<()> {
-        self.handle().map(|_| ())
+        self.started().map(|_| ())
     }
 
+    /// Runs `f` inside the runtime's context (`Handle::enter`).
+    ///
+    /// # Panics
+    ///
+    /// Panics with "executor-bridge: a task of a caller-driven Tokio runtime
+    /// called its bridge ..." when called from a task that such a runtime is
+    /// running: the call would need that runtime, which only the calling
+    /// thread (now blocked in the task) could drive.
+    #[track_caller]
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        let _entered = self.started().enter();
+        let (handle, callers) = match self.running() {
+            Running::Workers(handle) => {
+                let _entered = handle.enter();
+                return Some(f());
+            }
+            Running::Callers(handle, callers, _) => (handle, callers),
+        };
+        let _entered = handle.enter();
+        if std::ptr::eq(DRIVING.get(), callers) {
+            panic!(
+                "executor-bridge: a task of a caller-driven Tokio runtime called its bridge, \
+                 which needs that runtime while the calling thread, which drives it, is \
+                 blocked in the task: `.await` the work in the task instead, move the call \
+                 into `tokio::task::spawn_blocking`, or build the bridge's runtime as a \
+                 multi_thread runtime (`Tokio::from_runtime`)"
+            );
+        }
+        // A wait outside `block_on` needs some other thread to drive the
+        // runtime meanwhile.
+        let _waiting = crate::context::waiting().then(|| callers.wait_outside());
         Some(f())
-    }
-
-    fn spawn(&self, task: Task) -> Result<(), Task> {
-        drop(self.started().spawn(task));
-        Ok(())
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let Inner::Owned { runtime, .. } = self else {
+        let Inner::Owned { started, .. } = self else {
             return;
         };
-        let Some(rt) = runtime.take() else {
+        let Some(started) = started.take() else {
+            return;
+        };
+        if let Some(callers) = &started.callers {
+            callers.stop();
+        }
+        if let Some(driver) = started.driver {
+            if driver.thread().id() == thread::current().id() {
+                // A task run by the driver thread dropped the last clone: the
+                // driver drops the runtime once it is out of `block_on`.
+                return;
+            }
+            let _ = driver.join();
+        }
+        // The driver thread has let go of its clone: this one is the last.
+        let Some(runtime) = Arc::into_inner(started.runtime) else {
             return;
         };
         if Handle::try_current().is_ok() {
-            // Inside a runtime (perhaps on one of this runtime's own threads)
-            // blocking on the shutdown would panic or wait on itself: let the
-            // workers finish in the background.
-            rt.shutdown_background();
+            // Inside a runtime blocking on the shutdown would panic or wait on
+            // itself: let it finish in the background.
+            runtime.shutdown_background();
         } else {
-            // Waits for the workers to exit, so no thread outlives the adapter.
-            drop(rt);
+            runtime.shutdown_timeout(SHUTDOWN_WAIT);
         }
     }
 }
 
-shortcuts!(Tokio, "tokio");
+/// How long dropping an owned runtime waits for `spawn_blocking` work.
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
+
+// ===== A caller-driven current_thread runtime =====
+//
+// Only the thread inside a current_thread runtime's `Runtime::block_on`
+// drives it (IO, timers, tasks); tokio hands that role between threads that
+// call `block_on`. Callers poll their future outside `block_on` and enter it
+// only to wait ("park"), so the role is free whenever no caller waits, and a
+// future polled on one thread can make a nested call that another thread
+// drives. The driver thread takes the role once no caller has parked for
+// `IDLE`, or at once when a thread waits outside `block_on` (a call from
+// inside a tokio runtime), and gives it back as soon as a caller parks.
+
+/// How long the runtime may go undriven after the last caller left before
+/// the driver thread takes over.
+const IDLE: Duration = Duration::from_millis(1);
+
+/// Wake-ups a future may give itself in a row (`yield_now`) before the
+/// caller lets the runtime run its tasks and drivers once.
+const YIELDS: u32 = 16;
+
+thread_local! {
+    /// The caller-driven runtime this thread drives right now (inside its
+    /// `block_on`), if any.
+    static DRIVING: Cell<*const Callers> = const { Cell::new(std::ptr::null()) };
+}
+
+#[derive(Default)]
+struct Callers {
+    /// Threads inside the runtime's `block_on` to wait.
+    parkers: AtomicUsize,
+    /// Threads waiting on the runtime from outside `block_on`.
+    waiters: AtomicUsize,
+    /// Park entries, to tell an idle runtime from a busy one.
+    parks: AtomicU64,
+    /// The driver thread holds the runtime.
+    holding: AtomicBool,
+    /// The driver thread waits for the last parker to leave.
+    release_wanted: AtomicBool,
+    stop: AtomicBool,
+    /// Wakes the driver's `block_on` while it holds the runtime.
+    driver_waker: Mutex<Option<Waker>>,
+    driver: OnceLock<Thread>,
+}
+
+/// A caller's wake-up flag, and the runtime's waker while it parks.
+struct Signal {
+    woken: AtomicBool,
+    parked: Mutex<Option<Waker>>,
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, SeqCst);
+        if let Some(waker) = lock(&self.parked).take() {
+            waker.wake();
+        }
+    }
+}
+
+impl Callers {
+    /// Runs `fut` to completion on this thread, driving the runtime while it
+    /// waits.
+    fn drive<F: Future>(&self, handle: &Handle, rt: &TokioRuntime, fut: F) -> F::Output {
+        let _entered = handle.enter();
+        let signal = Arc::new(Signal {
+            woken: AtomicBool::new(false),
+            parked: Mutex::new(None),
+        });
+        let waker = Waker::from(Arc::clone(&signal));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = pin!(fut);
+        let mut yields = 0;
+        loop {
+            signal.woken.store(false, SeqCst);
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+            if signal.woken.load(SeqCst) {
+                yields += 1;
+                if yields < YIELDS {
+                    continue;
+                }
+            }
+            let turn = yields > 0;
+            yields = 0;
+            self.park(rt, &signal, turn);
+        }
+    }
+
+    /// Waits inside the runtime's `block_on` until `signal` fires, or (for
+    /// a `turn`) lets the runtime run once.
+    fn park(&self, rt: &TokioRuntime, signal: &Signal, turn: bool) {
+        self.parkers.fetch_add(1, SeqCst);
+        self.parks.fetch_add(1, SeqCst);
+        if self.holding.load(SeqCst) {
+            if let Some(waker) = lock(&self.driver_waker).take() {
+                waker.wake();
+            }
+        }
+        let previous = DRIVING.replace(self);
+        let mut turned = false;
+        rt.block_on(poll_fn(|cx| {
+            if signal.woken.load(SeqCst) {
+                return Poll::Ready(());
+            }
+            if turn {
+                if turned {
+                    return Poll::Ready(());
+                }
+                turned = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            *lock(&signal.parked) = Some(cx.waker().clone());
+            if signal.woken.load(SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }));
+        DRIVING.set(previous);
+        *lock(&signal.parked) = None;
+        if self.parkers.fetch_sub(1, SeqCst) == 1
+            && (self.release_wanted.load(SeqCst) || self.waiters.load(SeqCst) > 0)
+        {
+            self.unpark_driver();
+        }
+    }
+
+    /// Registers a thread that waits outside `block_on` until the guard
+    /// drops, and gets the runtime driven meanwhile.
+    fn wait_outside(&self) -> impl Drop + '_ {
+        struct Waiting<'a>(&'a Callers);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.waiters.fetch_sub(1, SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, SeqCst);
+        if self.parkers.load(SeqCst) == 0 && !self.holding.load(SeqCst) {
+            self.unpark_driver();
+        }
+        Waiting(self)
+    }
+
+    fn unpark_driver(&self) {
+        if let Some(driver) = self.driver.get() {
+            driver.unpark();
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, SeqCst);
+        if let Some(waker) = lock(&self.driver_waker).take() {
+            waker.wake();
+        }
+        self.unpark_driver();
+    }
+}
+
+/// The driver thread: holds the runtime while no caller parks in it.
+fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
+    while !callers.stop.load(SeqCst) {
+        if callers.parkers.load(SeqCst) > 0 {
+            callers.release_wanted.store(true, SeqCst);
+            if callers.parkers.load(SeqCst) > 0 && !callers.stop.load(SeqCst) {
+                thread::park();
+            }
+            callers.release_wanted.store(false, SeqCst);
+            continue;
+        }
+        if callers.waiters.load(SeqCst) == 0 {
+            // Take over only from a runtime that stayed idle a while: callers
+            // calling in a row keep it to themselves.
+            let parks = callers.parks.load(SeqCst);
+            thread::park_timeout(IDLE);
+            if callers.parks.load(SeqCst) != parks && callers.waiters.load(SeqCst) == 0 {
+                continue;
+            }
+        }
+        callers.holding.store(true, SeqCst);
+        if callers.parkers.load(SeqCst) == 0 && !callers.stop.load(SeqCst) {
+            let previous = DRIVING.replace(Arc::as_ptr(&callers));
+            rt.block_on(poll_fn(|cx| {
+                *lock(&callers.driver_waker) = Some(cx.waker().clone());
+                if callers.parkers.load(SeqCst) > 0 || callers.stop.load(SeqCst) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }));
+            DRIVING.set(previous);
+        }
+        callers.holding.store(false, SeqCst);
+        *lock(&callers.driver_waker) = None;
+    }
+    // A task this thread ran may have dropped the last clone of the adapter:
+    // then this clone is the last, and the runtime goes down here.
+    if let Some(rt) = Arc::into_inner(rt) {
+        rt.shutdown_background();
+    }
+}

@@ -1,41 +1,34 @@
-//! [`Bridge`]: the per-call dispatch and its handle on the pool.
+//! [`Bridge`] and [`Builder`]: the per-call dispatch.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures_lite::Stream;
-
 use crate::context::{self, DepthGuard, Placement};
-use crate::error::PanicPayload;
-use crate::iter::{self, BlockingIter};
-use crate::pool::{lock, Config, Job, Pool, Shared};
-use crate::wait::backoff;
-use crate::{Error, Runtime};
+use crate::error::Payload;
+use crate::pool::{self, Job, Pool, Ticket};
+use crate::{wait, Error, Runtime};
 
 /// Runs async code from blocking code, correctly from any calling context.
 ///
 /// A `Bridge` owns a [`Runtime`] and a pool of loop threads. Each call looks
-/// at the calling thread and picks the cheapest way that cannot deadlock:
-///
-/// | calling thread | how the call runs |
-/// |---|---|
-/// | a plain thread, a `spawn_blocking` thread of a multi_thread runtime, smol or async-std threads | **inline**: the future is polled once right here; if it is not ready, the runtime's `block_on` drives it on this thread |
-/// | a task on a tokio multi_thread worker | **hand-off**: polled once right here; if not ready, `block_in_place` hands the worker's queue (its LIFO slot too) to another thread, then inline |
-/// | a tokio current_thread runtime (`#[tokio::test]`), a `LocalSet`, the `block_on` thread of a multi_thread runtime, a nested call from inside a bridged future | **hop**: the factory closure is sent to a pooled loop thread; the caller parks until the output comes back |
-///
-/// Which way a call went never changes what the caller sees: the same output,
-/// the same panic payload, the same timeout behaviour. Only the closure and
+/// at the calling thread and picks the cheapest way that cannot deadlock: the
+/// future runs on the caller's thread where that is safe, and on a loop
+/// thread otherwise ([the table](crate::guide#how-each-calling-context-is-served)).
+/// Where it ran never changes what the caller sees: the same output, the same
+/// panic payload, the same timeout behaviour. Only the factory closure and
 /// the output cross threads, so the future itself may be `!Send`.
 ///
 /// `Bridge` is cheap to clone; clones share the runtime and the pool. The
-/// pool starts no thread until a call hops; idle threads exit after the idle
-/// timeout (10 s by default, see [`Builder`]), and all of them when the last
-/// clone is dropped. Calls in flight at that moment still complete.
+/// pool starts no thread until a call needs one; idle threads exit after the
+/// idle timeout (10 s by default, see [`Builder`]), and all of them once the
+/// last clone is dropped. Calls, iterators and IO objects still alive at that
+/// moment keep working: they keep the runtime alive until they are done.
 ///
 /// # Examples
 ///
@@ -49,19 +42,31 @@ use crate::{Error, Runtime};
 /// });
 /// assert_eq!(sum, 42);
 /// ```
+///
+/// A bridge for the whole process, in one line:
+///
+/// ```
+/// use executor_bridge::{Bridge, Pollster};
+/// use std::sync::LazyLock;
+///
+/// static BRIDGE: LazyLock<Bridge<Pollster>> = LazyLock::new(Bridge::default);
+///
+/// assert_eq!(BRIDGE.run(|| async { 7 }), 7);
+/// ```
 pub struct Bridge<R: Runtime> {
     owner: Arc<Owner<R>>,
 }
 
-/// The part whose drop stops the pool: loop threads keep [`Shared`] alive but
-/// not this.
+/// The part whose drop stops the pool: loop threads, iterators and IO
+/// objects keep the [`Pool`] alive, not this.
 struct Owner<R: Runtime> {
-    shared: Arc<Shared<R>>,
+    pool: Arc<Pool<R>>,
+    stream_capacity: usize,
 }
 
 impl<R: Runtime> Drop for Owner<R> {
     fn drop(&mut self) {
-        self.shared.shutdown();
+        self.pool.shutdown();
     }
 }
 
@@ -75,12 +80,13 @@ impl<R: Runtime> Clone for Bridge<R> {
 
 impl<R: Runtime> fmt::Debug for Bridge<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shared = &self.owner.shared;
+        let pool = &self.owner.pool;
         f.debug_struct("Bridge")
             .field("runtime", &std::any::type_name::<R>())
-            .field("threads", &shared.pool.threads())
-            .field("idle_threads", &shared.pool.idle())
-            .field("thread_name", &shared.config.thread_name)
+            .field("threads", &pool.threads())
+            .field("idle_threads", &pool.idle())
+            .field("queued", &pool.queued())
+            .field("thread_name", &pool.config.thread_name)
             .finish()
     }
 }
@@ -100,32 +106,48 @@ impl<R: Runtime + Default> Default for Bridge<R> {
 /// use std::time::Duration;
 ///
 /// let bridge = Bridge::builder(Pollster)
-///     .thread_name("db-bridge")
+///     .thread_name("db")
 ///     .idle_timeout(Duration::from_secs(2))
 ///     .max_threads(8)
 ///     .stream_capacity(64)
 ///     .build();
 /// assert_eq!(bridge.run(|| async { 1 }), 1);
 /// ```
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder<R: Runtime> {
     runtime: R,
-    config: Config,
+    pool: pool::Config,
+    stream_capacity: usize,
 }
 
 impl<R: Runtime> fmt::Debug for Builder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("runtime", &std::any::type_name::<R>())
-            .field("config", &self.config)
+            .field("pool", &self.pool)
+            .field("stream_capacity", &self.stream_capacity)
             .finish()
     }
 }
 
 impl<R: Runtime> Builder<R> {
-    /// Prefix of the loop threads' names; each thread gets `{name}-{n}`.
-    /// Default `"executor-bridge"`.
+    /// Prefix of the loop threads' names: thread `n` is named `{name}-{n}`.
+    /// Default `"bridge"`.
+    ///
+    /// Linux shows the first 15 bytes of a thread's name (in `ps`, `top`,
+    /// debuggers): keep the prefix short enough for the number to show.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `name` contains a NUL byte, which no thread name may hold.
+    #[track_caller]
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
-        self.config.thread_name = name.into();
+        let name = name.into();
+        assert!(
+            !name.contains('\0'),
+            "executor-bridge: a thread name may not contain a NUL byte: {name:?}"
+        );
+        self.pool.thread_name = name;
         self
     }
 
@@ -133,54 +155,54 @@ impl<R: Runtime> Builder<R> {
     /// library's (2 MiB, or `RUST_MIN_STACK`).
     ///
     /// A size the system refuses makes the calls that need a new thread fail
-    /// with [`Error::Spawn`]; the bridge stays usable.
+    /// ([`Error::is_spawn`]); the bridge stays usable.
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.config.stack_size = Some(bytes);
+        self.pool.stack_size = Some(bytes);
         self
     }
 
     /// How long a loop thread waits for work before it exits. Default 10 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = timeout;
+        self.pool.idle_timeout = timeout;
         self
     }
 
-    /// The most loop threads alive at once. Default 512.
+    /// The most calls that run on loop threads at once. Default 512.
     ///
-    /// When all of them are busy, further hops wait in a queue. Nested calls
-    /// (made from inside a bridged future) never wait: they could be waiting
-    /// for themselves, so they may start a thread beyond the limit.
+    /// When that many are running, further calls that need a loop thread wait
+    /// in a queue, and [`run_timeout`](Bridge::run_timeout) still returns at
+    /// its deadline (its call taken out of the queue). Nested calls (made
+    /// from inside a bridged future) never wait: they could be waiting for
+    /// themselves, so they may start a thread beyond the limit, and such a
+    /// thread never takes a queued call beyond it.
     ///
-    /// A live [`BlockingIter`] holds its loop thread until it ends or is
-    /// dropped: with `max(n)`, `n` iterators nobody reads make further hops
-    /// wait, so don't read more iterators in turn than the limit allows.
-    /// [`run_timeout`](Bridge::run_timeout) still returns at its deadline
-    /// while its call waits in the queue.
+    /// A live [`BlockingIter`](crate::BlockingIter) made by
+    /// [`iter`](Bridge::iter), a [`reader`](Bridge::reader) and a
+    /// [`writer`](Bridge::writer) each hold a loop thread until they end or
+    /// are dropped, and count here.
     ///
     /// # Panics
     ///
     /// Panics if `max` is 0.
     #[track_caller]
     pub fn max_threads(mut self, max: usize) -> Self {
-        assert!(max > 0, "max_threads must be at least 1");
-        self.config.max_threads = max;
+        assert!(max > 0, "executor-bridge: max_threads must be at least 1");
+        self.pool.max_threads = max;
         self
     }
 
-    /// How many items a [`BlockingIter`] lets its stream run ahead of the
-    /// consumer. Default 1024.
+    /// How many items a stream bridged by [`iter`](Bridge::iter) may run
+    /// ahead of the consumer. Default 0: the stream is polled only while
+    /// [`next`](Iterator::next) waits for an item, as
+    /// `futures::executor::block_on_stream` does, so nothing is taken from
+    /// its source before the consumer asks.
     ///
-    /// Items travel in batches of what the stream had ready, at most
-    /// `max(1, capacity / 8)` a batch; the stream is never more than
-    /// `capacity` items plus the batch in hand ahead of the consumer.
-    ///
-    /// # Panics
-    ///
-    /// Panics if `capacity` is 0.
-    #[track_caller]
+    /// With a capacity, the loop thread keeps polling while the consumer is
+    /// busy with earlier items (a slow consumer and a slow source overlap),
+    /// and items travel in batches of what the stream had ready: throughput
+    /// for bulk streams. Items read ahead are dropped with the iterator.
     pub fn stream_capacity(mut self, capacity: usize) -> Self {
-        assert!(capacity > 0, "stream_capacity must be at least 1");
-        self.config.stream_capacity = capacity;
+        self.stream_capacity = capacity;
         self
     }
 
@@ -188,11 +210,8 @@ impl<R: Runtime> Builder<R> {
     pub fn build(self) -> Bridge<R> {
         Bridge {
             owner: Arc::new(Owner {
-                shared: Arc::new(Shared {
-                    runtime: self.runtime,
-                    config: self.config,
-                    pool: Pool::new(),
-                }),
+                pool: Pool::new(self.runtime, self.pool),
+                stream_capacity: self.stream_capacity,
             }),
         }
     }
@@ -204,23 +223,24 @@ impl<R: Runtime> Bridge<R> {
         Bridge::builder(runtime).build()
     }
 
-    /// A [`Builder`] to configure thread names, the idle timeout, the thread
-    /// limit and the stream capacity.
+    /// A [`Builder`] to set thread names, the idle timeout, the thread limit
+    /// and the stream capacity.
     pub fn builder(runtime: R) -> Builder<R> {
         Builder {
             runtime,
-            config: Config::default(),
+            pool: pool::Config::default(),
+            stream_capacity: 0,
         }
     }
 
     /// The runtime this bridge drives.
     pub fn runtime(&self) -> &R {
-        &self.owner.shared.runtime
+        &self.owner.pool.runtime
     }
 
     /// Number of loop threads alive right now, busy or idle.
     pub fn threads(&self) -> usize {
-        self.owner.shared.pool.threads()
+        self.owner.pool.threads()
     }
 
     /// Runs the future made by `make` to completion and returns its output,
@@ -259,21 +279,19 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// - If the future, `make`, or the future's destructor panics, the panic is
     ///   resumed in the caller with its original payload.
-    /// - Panics with "executor-bridge: failed to start a loop thread: ..." or
-    ///   "executor-bridge: failed to start the runtime: ..." if the call
-    ///   needed a thread or a runtime that could not be started; use
-    ///   [`try_run`](Bridge::try_run) to get these as an [`Error`].
-    /// - On a tokio multi_thread runtime, inside a `LocalSet` *task*, tokio
-    ///   refuses to hand the thread off and panics with "can call blocking
-    ///   only when running on the multi-threaded runtime" if the future is not
-    ///   ready at once (tokio does not tell that thread from a worker); call
-    ///   from the `LocalSet`'s own future, or use a current_thread runtime.
+    /// - "executor-bridge: failed to start a loop thread: ..." or
+    ///   "executor-bridge: the runtime failed: ..." if the call needed a thread
+    ///   or a runtime that could not be started; [`try_run`](Bridge::try_run)
+    ///   returns these as an [`Error`].
+    /// - "executor-bridge: cannot block inside a tokio `LocalSet` task on a
+    ///   multi_thread runtime ..." where tokio cannot hand the thread off.
+    /// - The [`Tokio`](crate::Tokio) adapter's own misuse panics, listed there.
     ///
     /// # Blocking
     ///
-    /// Blocks the calling thread until the future completes. If the future
+    /// Blocks the calling thread until the future completes. A future that
     /// needs the runtime the caller is itself driving (a task of the caller's
-    /// own current_thread runtime), it can never complete: use
+    /// own current_thread runtime) can never complete: use
     /// [`run_timeout`](Bridge::run_timeout) there.
     #[track_caller]
     pub fn run<M, F>(&self, make: M) -> F::Output
@@ -285,13 +303,12 @@ impl<R: Runtime> Bridge<R> {
         if let Err(e) = self.start() {
             e.raise()
         }
-        match context::placement() {
-            Placement::Inline => self.run_here(make, false),
-            Placement::HandOff => self.run_here(make, true),
-            Placement::Hop => match self.hop(make) {
+        match context::placement(self.runtime()) {
+            Placement::Hop => match self.hop(make, None) {
                 Ok(out) => out,
                 Err(e) => e.raise(),
             },
+            here => run_here(self.runtime(), here, make),
         }
     }
 
@@ -312,14 +329,20 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// # Errors
     ///
-    /// - [`Error::Panic`] if the future, `make` or the future's destructor
-    ///   panicked, with the payload intact;
-    /// - [`Error::Spawn`] / [`Error::Runtime`] if a loop thread or the runtime
-    ///   could not be started.
+    /// - [`is_panic`](Error::is_panic) if the future, `make` or the future's
+    ///   destructor panicked, with the payload intact;
+    /// - [`is_spawn`](Error::is_spawn) / [`is_runtime`](Error::is_runtime) if
+    ///   a loop thread or the runtime could not be started.
+    ///
+    /// # Panics
+    ///
+    /// Only the misuse panics of [`run`](Bridge::run) (a `LocalSet` task, the
+    /// adapter's own), which are not the future's.
     ///
     /// # Blocking
     ///
     /// As [`run`](Bridge::run).
+    #[track_caller]
     pub fn try_run<M, F>(&self, make: M) -> Result<F::Output, Error>
     where
         M: FnOnce() -> F + Send + 'static,
@@ -327,19 +350,19 @@ impl<R: Runtime> Bridge<R> {
         F::Output: Send + 'static,
     {
         self.start()?;
-        match context::placement() {
-            Placement::Inline => self.catch(|| self.run_here(make, false)),
-            Placement::HandOff => self.catch(|| self.run_here(make, true)),
-            Placement::Hop => self.hop(make),
+        match context::placement(self.runtime()) {
+            Placement::Hop => self.hop(make, None),
+            here => catch(|| run_here(self.runtime(), here, make)),
         }
     }
 
     /// Like [`try_run`](Bridge::try_run), but gives up after `timeout`.
     ///
     /// The future always runs on a loop thread, so the calling thread can
-    /// watch the clock. When the deadline passes, the future is dropped on
-    /// its loop thread, and `run_timeout` returns [`Error::Timeout`] once its
-    /// destructor has run.
+    /// watch the clock. When the deadline passes, the future is dropped on its
+    /// loop thread at its next `.await` point, and `run_timeout` returns once
+    /// its destructor has run. A call still waiting in the queue (see
+    /// [`Builder::max_threads`]) is taken out of it and its factory dropped.
     ///
     /// # Examples
     ///
@@ -354,18 +377,42 @@ impl<R: Runtime> Bridge<R> {
     /// assert!(err.is_timeout());
     /// ```
     ///
+    /// A fallible future gives a nested `Result`. Most client errors convert
+    /// from [`std::io::Error`], which this crate's [`Error`] converts into,
+    /// so two `?` unwrap both without an error type of your own:
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    /// use std::io;
+    /// use std::time::Duration;
+    ///
+    /// # #[derive(Debug)] struct DbError;
+    /// # impl From<io::Error> for DbError { fn from(_: io::Error) -> Self { DbError } }
+    /// # async fn query() -> Result<u32, DbError> { Ok(3) }
+    /// fn count(bridge: &Bridge<Pollster>) -> Result<u32, DbError> {
+    ///     // `DbError: From<io::Error>`, as `sqlx::Error` is.
+    ///     let n = bridge.run_timeout(Duration::from_secs(5), query).map_err(io::Error::from)??;
+    ///     Ok(n)
+    /// }
+    /// assert_eq!(count(&Bridge::new(Pollster)).unwrap(), 3);
+    /// ```
+    ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] if the deadline passed; otherwise as
+    /// [`is_timeout`](Error::is_timeout) if the deadline passed; otherwise as
     /// [`try_run`](Bridge::try_run). A panic raised by the future's destructor
-    /// while it is being cancelled is reported as [`Error::Panic`].
+    /// while it is being cancelled is reported as a panic. An output that was
+    /// ready when the deadline passed is returned, not dropped.
     ///
     /// # Caveats
     ///
-    /// Cancelling works at `.await` points: a future that blocks its thread
-    /// without yielding is dropped when it next yields, and `run_timeout`
-    /// returns then. Costs one hop (a few microseconds) even where `run`
-    /// would run inline.
+    /// A future that blocks its thread (a synchronous sleep, a busy loop)
+    /// cannot be dropped until it yields: `run_timeout` then returns
+    /// [`is_timeout`](Error::is_timeout) at most a few milliseconds after the
+    /// deadline, and the future is dropped on its loop thread when it next
+    /// yields, the thread counted busy until then. Costs one hop (a few
+    /// microseconds) even where `run` would run on the caller's thread.
+    #[track_caller]
     pub fn run_timeout<M, F>(&self, timeout: Duration, make: M) -> Result<F::Output, Error>
     where
         M: FnOnce() -> F + Send + 'static,
@@ -373,294 +420,232 @@ impl<R: Runtime> Bridge<R> {
         F::Output: Send + 'static,
     {
         self.start()?;
-        let Some(deadline) = Instant::now().checked_add(timeout) else {
-            return self.try_run(make);
-        };
-        let (tx, rx) = oneshot::channel::<Result<Option<F::Output>, PanicPayload>>();
-        let (cancel, cancelled) = oneshot::async_channel::<()>();
-        // The factory waits here until a loop thread starts the call. A caller
-        // whose deadline passes first (the job still queued behind busy
-        // threads under `max_threads`) takes it back and drops it itself.
-        let pending = Arc::new(Mutex::new(Some(make)));
-        let unstarted = Arc::clone(&pending);
-        #[cfg(feature = "tracing")]
-        let span = tracing::Span::current();
-        let job: Job<R> = Box::new(move |rt: &R, release: &mut dyn FnMut()| {
-            let Some(make) = lock(&unstarted).take() else {
-                return;
-            };
-            let fut = async move {
-                let run = async move { Some(make().await) };
-                let stop = async move {
-                    let _ = cancelled.await;
-                    None
-                };
-                futures_lite::future::or(run, stop).await
-            };
-            #[cfg(feature = "tracing")]
-            let _entered = span.enter();
-            let answer = catch_unwind(AssertUnwindSafe(|| rt.block_on(fut)));
-            release();
-            let _ = tx.send(answer);
-        });
-        self.shared()
-            .submit(job, context::nested())
-            .map_err(Error::Spawn)?;
-        context::wait(move || {
-            let answer = match rx.recv_deadline(deadline) {
-                Ok(answer) => answer,
-                Err(oneshot::RecvTimeoutError::Timeout) => {
-                    let unstarted = lock(&pending).take();
-                    if unstarted.is_some() {
-                        // It never started: drop the factory here, so nothing
-                        // of the call outlives this return.
-                        drop(unstarted);
-                        return Err(Error::Timeout(timeout));
-                    }
-                    drop(cancel);
-                    match rx.recv() {
-                        Ok(answer) => answer,
-                        Err(_) => return Err(Error::Lost),
-                    }
-                }
-                Err(oneshot::RecvTimeoutError::Disconnected) => return Err(Error::Lost),
-            };
-            match answer {
-                Ok(Some(out)) => Ok(out),
-                Ok(None) => Err(Error::Timeout(timeout)),
-                Err(payload) => Err(Error::panic(payload)),
-            }
-        })
-    }
-
-    /// Turns the stream made by `make` into a blocking [`Iterator`].
-    ///
-    /// The stream runs on a loop thread (the consumer never drives it); items
-    /// cross a bounded channel as soon as they exist, in batches of what was
-    /// already ready. Dropping the iterator cancels the stream: it is dropped
-    /// on its loop thread promptly, even while pending, and the thread is
-    /// freed. A panic in the stream resumes in [`Iterator::next`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use executor_bridge::{Bridge, Pollster};
-    /// use futures_lite::{stream, StreamExt};
-    ///
-    /// let bridge = Bridge::new(Pollster);
-    /// let words: Vec<String> = bridge
-    ///     .iter(|| stream::iter(["live", "word", "by", "word"]).map(str::to_owned))
-    ///     .collect();
-    /// assert_eq!(words.join(" "), "live word by word");
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// Panics with "executor-bridge: failed to start a loop thread: ..." if
-    /// no loop thread could be started; [`try_iter`](Bridge::try_iter)
-    /// returns that as an [`Error`].
-    #[track_caller]
-    pub fn iter<M, S>(&self, make: M) -> BlockingIter<S::Item>
-    where
-        M: FnOnce() -> S + Send + 'static,
-        S: Stream + 'static,
-        S::Item: Send + 'static,
-    {
-        match self.try_iter(make) {
-            Ok(iter) => iter,
-            Err(e) => e.raise(),
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.hop(make, Some((deadline, timeout))),
+            // A deadline too far to represent never comes.
+            None => self.hop(make, None),
         }
-    }
-
-    /// Like [`iter`](Bridge::iter), but a failure to start comes back as an
-    /// [`Error`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Spawn`] / [`Error::Runtime`] if a loop thread or the runtime
-    /// could not be started.
-    pub fn try_iter<M, S>(&self, make: M) -> Result<BlockingIter<S::Item>, Error>
-    where
-        M: FnOnce() -> S + Send + 'static,
-        S: Stream + 'static,
-        S::Item: Send + 'static,
-    {
-        self.spawn_iter(self.owner.shared.config.stream_capacity, make)
-    }
-
-    /// Like [`iter`](Bridge::iter), for a `Send` stream: the stream runs as a
-    /// task on the runtime's own executor (tokio, smol, async-std), polled
-    /// where its wake-ups land, instead of on a loop thread.
-    ///
-    /// An item that arrives while the consumer waits then wakes one sleeping
-    /// thread (the consumer) instead of two in a row (the loop thread, then
-    /// the consumer), which roughly halves the latency of a slow live
-    /// stream. Everything else is as for `iter`: live, bounded, cancelled on
-    /// drop (the stream is dropped on the runtime's thread), panics resumed
-    /// in `next`. With a runtime that cannot spawn
-    /// ([`Pollster`](crate::Pollster), `SmolExecutor`, most
-    /// runtimes of your own) it is `iter`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use executor_bridge::{Bridge, Pollster};
-    /// use futures_lite::stream;
-    ///
-    /// let bridge = Bridge::new(Pollster);
-    /// let total: u32 = bridge.iter_spawned(|| stream::iter(1..=4)).sum();
-    /// assert_eq!(total, 10);
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// As [`iter`](Bridge::iter).
-    #[track_caller]
-    pub fn iter_spawned<M, S>(&self, make: M) -> BlockingIter<S::Item>
-    where
-        M: FnOnce() -> S + Send + 'static,
-        S: Stream + Send + 'static,
-        S::Item: Send + 'static,
-    {
-        match self.try_iter_spawned(make) {
-            Ok(iter) => iter,
-            Err(e) => e.raise(),
-        }
-    }
-
-    /// Like [`iter_spawned`](Bridge::iter_spawned), but a failure to start
-    /// comes back as an [`Error`].
-    ///
-    /// # Errors
-    ///
-    /// As [`try_iter`](Bridge::try_iter).
-    pub fn try_iter_spawned<M, S>(&self, make: M) -> Result<BlockingIter<S::Item>, Error>
-    where
-        M: FnOnce() -> S + Send + 'static,
-        S: Stream + Send + 'static,
-        S::Item: Send + 'static,
-    {
-        self.start()?;
-        let (iter, producer) = iter::channel(self.owner.shared.config.stream_capacity);
-        let produce = iter::produce(make, producer);
-        #[cfg(feature = "tracing")]
-        let produce = tracing::Instrument::instrument(produce, tracing::Span::current());
-        // A panic left over (the stream's destructor, once the consumer has
-        // gone) must not unwind into the runtime's executor.
-        let task: crate::Task = Box::pin(async move {
-            let _ = futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(produce)).await;
-        });
-        let Err(task) = self.owner.shared.runtime.spawn(task) else {
-            return Ok(iter);
-        };
-        let job: Job<R> = Box::new(move |rt: &R, _release: &mut dyn FnMut()| rt.block_on(task));
-        self.shared()
-            .submit(job, context::nested())
-            .map_err(Error::Spawn)?;
-        Ok(iter)
-    }
-
-    /// Starts `make`'s stream on a loop thread behind a channel of `capacity`
-    /// items.
-    pub(crate) fn spawn_iter<M, S>(
-        &self,
-        capacity: usize,
-        make: M,
-    ) -> Result<BlockingIter<S::Item>, Error>
-    where
-        M: FnOnce() -> S + Send + 'static,
-        S: Stream + 'static,
-        S::Item: Send + 'static,
-    {
-        self.start()?;
-        let (iter, producer) = iter::channel(capacity);
-        #[cfg(feature = "tracing")]
-        let span = tracing::Span::current();
-        let job: Job<R> = Box::new(move |rt: &R, _release: &mut dyn FnMut()| {
-            #[cfg(feature = "tracing")]
-            let _entered = span.enter();
-            rt.block_on(iter::produce(make, producer));
-        });
-        self.shared()
-            .submit(job, context::nested())
-            .map_err(Error::Spawn)?;
-        Ok(iter)
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared<R>> {
-        &self.owner.shared
     }
 
     pub(crate) fn start(&self) -> Result<(), Error> {
-        self.owner.shared.runtime.start().map_err(Error::Runtime)
+        self.runtime().start().map_err(Error::runtime)
     }
 
-    pub(crate) fn catch<T>(&self, f: impl FnOnce() -> T) -> Result<T, Error> {
-        catch_unwind(AssertUnwindSafe(f)).map_err(Error::panic)
+    pub(crate) fn pool(&self) -> &Arc<Pool<R>> {
+        &self.owner.pool
     }
 
-    /// Runs the call on this thread: one poll under the runtime's context,
-    /// then the runtime's `block_on` (after a hand-off if asked).
-    #[inline]
+    pub(crate) fn stream_capacity(&self) -> usize {
+        self.owner.stream_capacity
+    }
+
+    /// Runs the call on a loop thread and waits for its answer, until
+    /// `deadline` if there is one.
     #[track_caller]
-    pub(crate) fn run_here<M, F>(&self, make: M, hand_off: bool) -> F::Output
-    where
-        M: FnOnce() -> F,
-        F: Future,
-    {
-        let _depth = DepthGuard::enter();
-        let rt = &self.owner.shared.runtime;
-        let mut fut = pin!(async move { make().await });
-        let finish = |fut| {
-            if hand_off {
-                context::hand_off(|| rt.block_on(fut))
-            } else {
-                rt.block_on(fut)
-            }
-        };
-        // One poll and, if it is not ready, the whole wait under one `enter`.
-        let mut unpolled = Some(fut.as_mut());
-        let entered = rt.enter(|| {
-            let mut fut = unpolled.take().expect("polled once");
-            match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-                Poll::Ready(out) => out,
-                Poll::Pending => finish(fut),
-            }
-        });
-        match entered {
-            Some(out) => out,
-            None => finish(unpolled.take().expect("not entered, not polled")),
-        }
-    }
-
-    /// Runs the call on a loop thread and waits for its answer.
-    fn hop<M, F>(&self, make: M) -> Result<F::Output, Error>
+    fn hop<M, F>(&self, make: M, deadline: Option<(Instant, Duration)>) -> Result<F::Output, Error>
     where
         M: FnOnce() -> F + Send + 'static,
         F: Future + 'static,
         F::Output: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<Result<F::Output, PanicPayload>>();
-        #[cfg(feature = "tracing")]
-        let span = tracing::Span::current();
-        let job: Job<R> = Box::new(move |rt: &R, release: &mut dyn FnMut()| {
-            #[cfg(feature = "tracing")]
-            let _entered = span.enter();
-            let out = catch_unwind(AssertUnwindSafe(|| {
-                rt.block_on(async move { make().await })
-            }));
-            release();
-            let _ = tx.send(out);
-        });
-        self.shared()
-            .submit(job, context::nested())
-            .map_err(Error::Spawn)?;
-        backoff(|| !rx.has_message() && !rx.is_closed());
-        match context::wait(move || rx.recv()) {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(payload)) => Err(Error::panic(payload)),
-            Err(_) => Err(Error::Lost),
+        let (reply, answer) = async_channel::bounded(1);
+        let (cancel, cancelled) = async_channel::bounded::<()>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let job = Call {
+            make: Some(make),
+            carry: crate::Carry::capture(),
+            cancelled,
+            busy: Arc::clone(&busy),
+            out: None,
+            reply,
+        };
+        let ticket = self
+            .pool()
+            .submit(Box::new(job), context::nested())
+            .map_err(Error::thread)?;
+        let answer = match wait::block_on(answer.recv(), deadline.map(|(at, _)| at)) {
+            Some(Ok(answer)) => answer,
+            Some(Err(_)) => return Err(Error::lost()),
+            None => {
+                let Some((_, timeout)) = deadline else {
+                    unreachable!("no deadline, no timeout")
+                };
+                if let Ticket::Queued(id) = ticket {
+                    if let Some(job) = self.pool().cancel(id) {
+                        // It never started: drop its factory here, so nothing
+                        // of the call outlives this return.
+                        drop(job);
+                        return Err(Error::timeout(timeout));
+                    }
+                }
+                drop(cancel);
+                match wait_cancelled(&answer, &busy) {
+                    Some(answer) => answer,
+                    None => return Err(Error::timeout(timeout)),
+                }
+            }
+        };
+        match answer {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => Err(Error::timeout(deadline.map_or(Duration::MAX, |(_, d)| d))),
+            Err(payload) => Err(Error::panic(payload)),
         }
+    }
+}
+
+/// How long a timed-out call waits for its future to be dropped while the
+/// future is inside a poll (blocking its thread, or computing).
+const BLOCKED_GRACE: Duration = Duration::from_millis(20);
+
+/// After a deadline: waits for the cancelled call's answer, without limit
+/// while its future is parked (dropping it is prompt), for at most
+/// [`BLOCKED_GRACE`] while it is inside a poll or its destructor.
+fn wait_cancelled<T>(answer: &async_channel::Receiver<T>, busy: &AtomicBool) -> Option<T> {
+    loop {
+        let grace = Instant::now() + BLOCKED_GRACE;
+        match wait::block_on(answer.recv(), Some(grace)) {
+            Some(Ok(answer)) => return Some(answer),
+            Some(Err(_)) => return None,
+            None if busy.load(Ordering::Acquire) => return None,
+            None => {}
+        }
+    }
+}
+
+/// Runs a call on the current thread: one poll under the runtime's context,
+/// then the wait that `placement` chose.
+#[track_caller]
+pub(crate) fn run_here<R, M, F>(rt: &R, placement: Placement, make: M) -> F::Output
+where
+    R: Runtime,
+    M: FnOnce() -> F,
+    F: Future,
+{
+    let _depth = DepthGuard::enter();
+    let mut fut = pin!(async move { make().await });
+    let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
+    if let Some(Poll::Ready(out)) = first {
+        return out;
+    }
+    block_here(rt, placement, fut)
+}
+
+/// Waits for `fut` on the current thread as `placement` says.
+#[track_caller]
+pub(crate) fn block_here<R: Runtime, F: Future + ?Sized>(
+    rt: &R,
+    placement: Placement,
+    fut: Pin<&mut F>,
+) -> F::Output {
+    match placement {
+        Placement::Drive => {
+            let out = rt.block_on(fut);
+            context::mark_runtime_used();
+            out
+        }
+        Placement::HandOff => context::hand_off(|| rt.block_on(fut)),
+        Placement::Park | Placement::Hop => {
+            let mut fut = fut;
+            context::will_wait();
+            let waited = rt.enter(|| wait::block_on(fut.as_mut(), None));
+            let _ = context::waiting();
+            match waited {
+                Some(Some(out)) => out,
+                Some(None) => unreachable!("a wait without a deadline completes"),
+                // A runtime that said it could be entered and then did not:
+                // wait without its context.
+                None => wait::block_on(fut, None).expect("a wait without a deadline completes"),
+            }
+        }
+    }
+}
+
+/// Runs `f`, catching its panic as an [`Error`].
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(Error::panic)
+}
+
+/// A hop: runs `make`'s future on a loop thread, cancellable, and sends the
+/// answer back once the thread is free again.
+struct Call<M, O> {
+    make: Option<M>,
+    carry: crate::Carry,
+    cancelled: async_channel::Receiver<()>,
+    /// Set while the future is inside a poll or its destructor.
+    busy: Arc<AtomicBool>,
+    out: Option<Result<Option<O>, Payload>>,
+    reply: async_channel::Sender<Result<Option<O>, Payload>>,
+}
+
+impl<R, M, F> Job<R> for Call<M, F::Output>
+where
+    R: Runtime,
+    M: FnOnce() -> F + Send + 'static,
+    F: Future + 'static,
+    F::Output: Send + 'static,
+{
+    fn run(&mut self, rt: &R) {
+        let Some(make) = self.make.take() else {
+            return;
+        };
+        let cancelled = self.cancelled.clone();
+        let busy = &*self.busy;
+        let out = self.carry.run(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                rt.block_on(async move {
+                    // The cancel signal is polled first: once it fired, the
+                    // future is dropped without another poll.
+                    let stop = async move {
+                        let _ = cancelled.recv().await;
+                        None
+                    };
+                    let run = async move { Some(Tracked::new(make(), busy).await) };
+                    futures_lite::future::or(stop, run).await
+                })
+            }))
+        });
+        self.busy.store(false, Ordering::Release);
+        self.out = Some(out);
+    }
+
+    fn finish(self: Box<Self>) {
+        if let Some(out) = self.out {
+            let _ = self.reply.try_send(out);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that flags, while it is inside a poll or its destructor,
+    /// that its thread is busy with it.
+    struct Tracked<'a, F> {
+        #[pin]
+        fut: F,
+        busy: &'a AtomicBool,
+    }
+
+    impl<F> PinnedDrop for Tracked<'_, F> {
+        fn drop(this: Pin<&mut Self>) {
+            this.busy.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<'a, F> Tracked<'a, F> {
+    fn new(fut: F, busy: &'a AtomicBool) -> Self {
+        Tracked { fut, busy }
+    }
+}
+
+impl<F: Future> Future for Tracked<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.busy.store(true, Ordering::Release);
+        let out = this.fut.poll(cx);
+        this.busy.store(false, Ordering::Release);
+        out
     }
 }
 
@@ -670,7 +655,7 @@ fn _assert_impls() {
     fn send<T: Send>() {}
     fn sync<T: Sync>() {}
     send_sync_clone::<Bridge<crate::Pollster>>();
-    send::<BlockingIter<u8>>();
+    send::<crate::BlockingIter<u8>>();
     send::<Error>();
     sync::<Error>();
     // Debug whatever the runtime: a user's runtime need not be Debug.

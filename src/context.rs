@@ -1,123 +1,200 @@
-//! Which thread am I on: the per-call dispatch decision.
+//! Which thread am I on: where a call runs, decided per call.
 //!
-//! | calling thread | placement |
-//! |---|---|
-//! | drives no runtime we know of (plain thread, `spawn_blocking` of a multi_thread runtime) | [`Placement::Inline`] |
-//! | a task on a tokio multi_thread runtime | [`Placement::HandOff`] |
-//! | a tokio current_thread runtime, a `LocalSet`, a multi_thread runtime's `block_on` thread | [`Placement::Hop`] |
-//! | inside a future the bridge is running (a nested call) | [`Placement::Hop`] |
+//! The table in [the guide](crate::guide#how-each-calling-context-is-served)
+//! is the written form of [`placement`]; each of its rows is a test.
 
 use std::cell::Cell;
 
-/// How one call runs.
+use crate::Runtime;
+
+/// Where one call runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Placement {
-    /// Right here, on the caller's thread.
-    Inline,
-    /// Right here, after handing the tokio worker's queue to another thread
-    /// (`block_in_place`), should the future not be ready at once.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// Right here, with the runtime's `block_on`.
+    Drive,
+    /// Right here, with the runtime's `block_on`, after handing the tokio
+    /// worker's queue (its LIFO slot too) to another thread.
     HandOff,
-    /// On a pooled loop thread, the caller parked until it answers.
+    /// Right here, polled under the runtime's context, the thread parked
+    /// between polls while the runtime's own threads drive it.
+    Park,
+    /// On a loop thread of the bridge, the caller parked until it answers.
     Hop,
 }
 
-thread_local! {
-    /// How many bridged futures this thread is running right now.
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
+/// What the current thread is, as far as the bridge can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) enum Here {
+    /// Drives no runtime we know of.
+    Plain,
+    /// A task on a tokio multi_thread worker.
+    Worker,
+    /// Inside a tokio runtime otherwise: a current_thread runtime, a
+    /// `LocalSet`, the `block_on` thread of a multi_thread runtime, a thread
+    /// that entered a handle, a task of a runtime the bridge itself drives.
+    InRuntime,
+    /// The thread is exiting and its thread-locals are being destroyed: only
+    /// the path that needs none of them is safe.
+    Exiting,
 }
 
-/// Marks the current thread as running a bridged future until dropped.
+thread_local! {
+    /// How many bridged futures this thread is polling right now.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// [`MARK`]'s state: it is registered once a runtime's `block_on` has
+    /// run on this thread (so it is destroyed before that runtime's own
+    /// thread-locals are), and flags its own destruction.
+    static MARK_STATE: Cell<u8> = const { Cell::new(UNMARKED) };
+    static MARK: Mark = const { Mark };
+    /// Set by a wait outside the runtime's `block_on` for the `enter` that
+    /// wraps it, so that the runtime knows someone else must drive it.
+    static WAITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the next [`Runtime::enter`] on this thread as the one a wait
+/// outside `block_on` runs in.
+pub(crate) fn will_wait() {
+    WAITING.set(true);
+}
+
+/// Whether this `enter` wraps a wait outside `block_on` (see [`will_wait`]);
+/// the flag is cleared, so that the `enter`s nested inside it see `false`.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn waiting() -> bool {
+    WAITING.replace(false)
+}
+
+const UNMARKED: u8 = 0;
+const MARKED: u8 = 1;
+const DESTROYED: u8 = 2;
+
+/// Flags, when destroyed, that the thread's locals are going away.
+struct Mark;
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        MARK_STATE.set(DESTROYED);
+    }
+}
+
+/// Notes that a runtime's `block_on` has run on this thread: its
+/// thread-locals exist, so from now on the end of [`MARK`] tells that they
+/// may be gone.
+pub(crate) fn mark_runtime_used() {
+    if MARK_STATE.get() == UNMARKED && MARK.try_with(|_| ()).is_ok() {
+        MARK_STATE.set(MARKED);
+    }
+}
+
+/// Marks the current thread as polling a bridged future until dropped.
 pub(crate) struct DepthGuard(());
 
 impl DepthGuard {
     pub(crate) fn enter() -> Self {
-        DEPTH.with(|d| d.set(d.get() + 1));
+        DEPTH.set(DEPTH.get() + 1);
         DepthGuard(())
     }
 }
 
 impl Drop for DepthGuard {
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get() - 1));
+        DEPTH.set(DEPTH.get() - 1);
     }
 }
 
-/// Whether the current thread is running a bridged future.
+/// Whether the current thread is polling a bridged future (a call made now
+/// is a nested call).
 pub(crate) fn nested() -> bool {
-    DEPTH.with(Cell::get) > 0
+    DEPTH.get() > 0
 }
 
-/// Decides where a call from the current thread runs.
+/// What the current thread is.
 #[inline]
-pub(crate) fn placement() -> Placement {
-    if nested() {
-        return Placement::Hop;
+pub(crate) fn here() -> Here {
+    if MARK_STATE.get() == DESTROYED {
+        return Here::Exiting;
     }
-    match tokio_thread() {
-        TokioThread::None => Placement::Inline,
-        TokioThread::Worker => Placement::HandOff,
-        TokioThread::Other => Placement::Hop,
-    }
+    tokio_here()
 }
 
-/// What tokio says of the current thread.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-enum TokioThread {
-    /// No tokio context (or the `tokio` feature is off).
-    None,
-    /// A task on a multi_thread runtime: a worker thread (or a
-    /// `spawn_blocking` thread, where `block_in_place` is a no-op).
-    Worker,
-    /// current_thread, `block_on` of a multi_thread runtime, a thread that
-    /// merely entered a handle, future flavors: blocking here could stall the
-    /// runtime the caller drives.
-    Other,
+/// Decides where a call from the current thread to a bridge over `rt` runs.
+#[inline]
+pub(crate) fn placement<R: Runtime>(rt: &R) -> Placement {
+    let here = here();
+    let block_here = match here {
+        Here::Exiting => return Placement::Hop,
+        _ if nested() => false,
+        Here::Plain | Here::Worker => rt.blocking_allowed(),
+        Here::InRuntime => false,
+    };
+    match (here, block_here) {
+        (Here::Plain, true) => Placement::Drive,
+        (Here::Worker, true) => Placement::HandOff,
+        _ if rt.enter(|| ()).is_some() => Placement::Park,
+        _ => Placement::Hop,
+    }
 }
 
 #[cfg(feature = "tokio")]
 #[inline]
-fn tokio_thread() -> TokioThread {
+fn tokio_here() -> Here {
     use ::tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
-        Err(_) => TokioThread::None,
         Ok(handle) => match handle.runtime_flavor() {
-            RuntimeFlavor::MultiThread if ::tokio::task::try_id().is_some() => TokioThread::Worker,
-            _ => TokioThread::Other,
+            RuntimeFlavor::MultiThread if ::tokio::task::try_id().is_some() => Here::Worker,
+            _ => Here::InRuntime,
         },
+        Err(e) if e.is_thread_local_destroyed() => Here::Exiting,
+        Err(_) => Here::Plain,
     }
 }
 
 #[cfg(not(feature = "tokio"))]
 #[inline]
-fn tokio_thread() -> TokioThread {
-    TokioThread::None
+fn tokio_here() -> Here {
+    Here::Plain
 }
 
 /// Runs `f`, which blocks, on the current thread; on a tokio multi_thread
-/// worker, hands the worker's queue (its LIFO slot included) to another
-/// thread first, so tasks the caller spawned keep running.
-#[inline]
+/// worker, first hands the worker's queue (its LIFO slot too) to another
+/// thread, so that the tasks queued there keep running.
+///
+/// # Panics
+///
+/// Inside a tokio `LocalSet` task on a multi_thread runtime, where tokio
+/// refuses to hand the thread off, panics with the crate's own message at the
+/// caller's line; `f` has not run then.
 #[track_caller]
 pub(crate) fn hand_off<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(feature = "tokio")]
-    {
-        ::tokio::task::block_in_place(f)
+    if tokio_here() == Here::Worker {
+        return worker_hand_off(f);
     }
-    #[cfg(not(feature = "tokio"))]
-    {
-        f()
-    }
+    f()
 }
 
-/// Runs a blocking wait (for a hop's answer, a stream's next item): on a
-/// tokio multi_thread worker, nested calls included, after a hand-off.
+#[cfg(feature = "tokio")]
 #[track_caller]
-pub(crate) fn wait<T>(f: impl FnOnce() -> T) -> T {
-    if tokio_thread() == TokioThread::Worker {
-        hand_off(f)
-    } else {
-        f()
+fn worker_hand_off<T>(f: impl FnOnce() -> T) -> T {
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    let mut started = false;
+    let out = catch_unwind(AssertUnwindSafe(|| {
+        ::tokio::task::block_in_place(|| {
+            started = true;
+            f()
+        })
+    }));
+    match out {
+        Ok(out) => out,
+        Err(payload) if started => resume_unwind(payload),
+        // tokio refused before running `f`: a task of a `LocalSet` driven on a
+        // multi_thread runtime looks like a worker task but cannot hand off.
+        Err(_) => panic!(
+            "executor-bridge: cannot block inside a tokio `LocalSet` task on a multi_thread \
+             runtime (tokio cannot hand that thread off, and blocking it could stall the \
+             tasks queued behind it); call the bridge from `tokio::task::spawn_blocking`, \
+             from outside the `LocalSet`, or use a current_thread runtime for the `LocalSet`"
+        ),
     }
 }

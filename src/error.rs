@@ -1,4 +1,4 @@
-//! The error type of the bridge.
+//! [`Error`]: why a bridged call gave no output.
 
 use std::any::Any;
 use std::fmt;
@@ -6,18 +6,22 @@ use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The payload of a panic, as given to [`std::panic::resume_unwind`].
-pub type PanicPayload = Box<dyn Any + Send + 'static>;
+/// The payload of a panic, as [`std::panic::catch_unwind`] returns it.
+pub(crate) type Payload = Box<dyn Any + Send + 'static>;
 
 /// Why a bridged call did not produce its output.
 ///
 /// Returned by [`Bridge::try_run`](crate::Bridge::try_run),
-/// [`Bridge::run_timeout`](crate::Bridge::run_timeout) and the other fallible
-/// methods. Small and inspectable: use the `is_*` predicates, or
-/// [`into_panic`](Error::into_panic) to get a panic's payload back intact.
+/// [`Bridge::run_timeout`](crate::Bridge::run_timeout) and
+/// [`BlockingIter::next_timeout`](crate::BlockingIter::next_timeout). An
+/// opaque type: ask it with the `is_*` predicates, take a panic's payload
+/// back with [`into_panic`](Error::into_panic).
 ///
-/// `Error` is `Send + Sync + 'static`, so it converts into `anyhow::Error` or
-/// `Box<dyn std::error::Error + Send + Sync>` with `?`.
+/// `Error` is `Send + Sync + 'static`, so `?` converts it into
+/// `anyhow::Error` or `Box<dyn std::error::Error + Send + Sync>`, and it
+/// converts into [`io::Error`] (a timeout becomes
+/// [`io::ErrorKind::TimedOut`]), which most client errors (`sqlx::Error`,
+/// for one) convert from.
 ///
 /// # Examples
 ///
@@ -25,96 +29,90 @@ pub type PanicPayload = Box<dyn Any + Send + 'static>;
 /// use executor_bridge::{Bridge, Pollster};
 ///
 /// let bridge = Bridge::new(Pollster);
-/// let err = bridge
-///     .try_run(|| async { panic!("boom") })
-///     .map(|()| ())
-///     .unwrap_err();
+/// let err = bridge.try_run(|| async { panic!("boom") }).map(|()| ()).unwrap_err();
 /// assert!(err.is_panic());
 /// assert_eq!(err.to_string(), "the bridged future panicked: boom");
 /// let payload = err.into_panic();
 /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
 /// ```
-#[non_exhaustive]
-pub enum Error {
-    /// The future, its factory closure, or its destructor panicked. The
-    /// payload is kept intact; take it with [`Error::into_panic`].
-    Panic(Panic),
-    /// The deadline of [`Bridge::run_timeout`](crate::Bridge::run_timeout) or
-    /// [`BlockingIter::next_timeout`](crate::BlockingIter::next_timeout) passed.
-    /// The duration is the one that was asked for.
+pub struct Error {
+    repr: Repr,
+}
+
+enum Repr {
+    /// The payload sits behind a mutex only so that `Error` is `Sync`; it is
+    /// never locked by two parties.
+    Panic {
+        payload: Mutex<Payload>,
+        message: Option<String>,
+    },
     Timeout(Duration),
-    /// A loop thread could not be started (for example an absurd stack size,
-    /// or the process is out of threads).
-    Spawn(io::Error),
-    /// The runtime could not be started (for example building a tokio runtime
-    /// failed).
+    Thread(io::Error),
     Runtime(io::Error),
-    /// The loop thread running the call went away without an answer. This
-    /// only happens if a [`Runtime`](crate::Runtime) implementation aborts the
-    /// thread or drops the work handed to it.
     Lost,
 }
 
-/// A panic payload carried across threads.
-///
-/// The payload sits behind a [`Mutex`] only so that [`Error`] is `Sync`; it
-/// is never locked by two parties.
-pub struct Panic {
-    payload: Mutex<PanicPayload>,
-    message: Option<String>,
-}
-
-impl Panic {
-    pub(crate) fn new(payload: PanicPayload) -> Self {
-        let message = payload_message(&*payload).map(str::to_owned);
-        Panic {
-            payload: Mutex::new(payload),
-            message,
-        }
-    }
-
-    /// The panic's message, if the payload is a `&str` or a `String` (as
-    /// `panic!` makes it).
-    pub fn message(&self) -> Option<&str> {
-        self.message.as_deref()
-    }
-
-    /// The payload, ready for [`std::panic::resume_unwind`].
-    pub fn into_payload(self) -> PanicPayload {
-        match self.payload.into_inner() {
-            Ok(payload) => payload,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-}
-
-/// The message of a panic payload, if it is a `&str` or a `String`.
-pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> Option<&str> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        Some(s)
-    } else {
-        payload.downcast_ref::<String>().map(String::as_str)
-    }
-}
-
 impl Error {
-    pub(crate) fn panic(payload: PanicPayload) -> Self {
-        Error::Panic(Panic::new(payload))
+    pub(crate) fn panic(payload: Payload) -> Self {
+        let message = payload_message(&*payload).map(str::to_owned);
+        Error {
+            repr: Repr::Panic {
+                payload: Mutex::new(payload),
+                message,
+            },
+        }
+    }
+
+    pub(crate) fn timeout(after: Duration) -> Self {
+        Error {
+            repr: Repr::Timeout(after),
+        }
+    }
+
+    pub(crate) fn thread(cause: io::Error) -> Self {
+        Error {
+            repr: Repr::Thread(cause),
+        }
+    }
+
+    pub(crate) fn runtime(cause: io::Error) -> Self {
+        Error {
+            repr: Repr::Runtime(cause),
+        }
+    }
+
+    pub(crate) fn lost() -> Self {
+        Error { repr: Repr::Lost }
     }
 
     /// Whether the future (or its factory, or its destructor) panicked.
     pub fn is_panic(&self) -> bool {
-        matches!(self, Error::Panic(_))
+        matches!(self.repr, Repr::Panic { .. })
     }
 
     /// Whether a deadline passed.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout(_))
+        matches!(self.repr, Repr::Timeout(_))
     }
 
-    /// Whether a loop thread or the runtime could not be started.
+    /// Whether a loop thread could not be started (the system refused a
+    /// thread, or the runtime's `spawn_loop` hook failed).
     pub fn is_spawn(&self) -> bool {
-        matches!(self, Error::Spawn(_) | Error::Runtime(_))
+        matches!(self.repr, Repr::Thread(_))
+    }
+
+    /// Whether the runtime could not be started, or refused the call.
+    pub fn is_runtime(&self) -> bool {
+        matches!(self.repr, Repr::Runtime(_))
+    }
+
+    /// The panic's message, if it panicked with a `&str` or a `String` (as
+    /// `panic!` does).
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Panic { message, .. } => message.as_deref(),
+            _ => None,
+        }
     }
 
     /// The panic payload, intact, for [`std::panic::resume_unwind`].
@@ -122,10 +120,10 @@ impl Error {
     /// # Panics
     ///
     /// Panics with "called `Error::into_panic` on an error that is not a
-    /// panic: ..." if [`is_panic`](Error::is_panic) is false. Use
+    /// panic: ..." if [`is_panic`](Error::is_panic) is false; use
     /// [`try_into_panic`](Error::try_into_panic) to check first.
     #[track_caller]
-    pub fn into_panic(self) -> PanicPayload {
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
         match self.try_into_panic() {
             Ok(payload) => payload,
             Err(other) => {
@@ -135,76 +133,84 @@ impl Error {
     }
 
     /// The panic payload if this is a panic, the error itself otherwise.
-    pub fn try_into_panic(self) -> Result<PanicPayload, Error> {
-        match self {
-            Error::Panic(p) => Ok(p.into_payload()),
-            other => Err(other),
+    ///
+    /// # Errors
+    ///
+    /// Gives `self` back if it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, Error> {
+        match self.repr {
+            Repr::Panic { payload, .. } => {
+                Ok(payload.into_inner().unwrap_or_else(|p| p.into_inner()))
+            }
+            repr => Err(Error { repr }),
         }
     }
 
-    /// Resumes the panic if this is one, otherwise panics with the error's
-    /// message. Used by the infallible methods.
+    /// Resumes the panic if this is one; otherwise panics with the error's
+    /// message. The infallible methods end here.
     #[track_caller]
     pub(crate) fn raise(self) -> ! {
-        match self {
-            Error::Panic(p) => std::panic::resume_unwind(p.into_payload()),
-            other => panic!("executor-bridge: {other}"),
+        match self.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(other) => panic!("executor-bridge: {other}"),
         }
+    }
+}
+
+/// The message of a panic payload, if it is a `&str` or a `String`.
+pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    match payload.downcast_ref::<&'static str>() {
+        Some(s) => Some(s),
+        None => payload.downcast_ref::<String>().map(String::as_str),
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Panic(p) => match p.message() {
-                Some(msg) => write!(f, "the bridged future panicked: {msg}"),
-                None => f.write_str("the bridged future panicked"),
-            },
-            Error::Timeout(d) => write!(f, "deadline of {d:?} elapsed"),
-            Error::Spawn(e) => write!(f, "failed to start a loop thread: {e}"),
-            Error::Runtime(e) => write!(f, "failed to start the runtime: {e}"),
-            Error::Lost => f.write_str("the loop thread went away without an answer"),
+        match &self.repr {
+            Repr::Panic {
+                message: Some(msg), ..
+            } => write!(f, "the bridged future panicked: {msg}"),
+            Repr::Panic { message: None, .. } => f.write_str("the bridged future panicked"),
+            Repr::Timeout(d) => write!(f, "deadline of {d:?} elapsed"),
+            Repr::Thread(e) => write!(f, "failed to start a loop thread: {e}"),
+            Repr::Runtime(e) => write!(f, "the runtime failed: {e}"),
+            Repr::Lost => f.write_str("the loop thread went away without an answer"),
         }
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Panic(p) => f.debug_tuple("Panic").field(p).finish(),
-            Error::Timeout(d) => f.debug_tuple("Timeout").field(d).finish(),
-            Error::Spawn(e) => f.debug_tuple("Spawn").field(e).finish(),
-            Error::Runtime(e) => f.debug_tuple("Runtime").field(e).finish(),
-            Error::Lost => f.write_str("Lost"),
-        }
-    }
-}
-
-impl fmt::Debug for Panic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.message {
-            Some(msg) => f.debug_struct("Panic").field("message", msg).finish(),
-            None => f.debug_struct("Panic").finish_non_exhaustive(),
+        match &self.repr {
+            Repr::Panic { message, .. } => f.debug_struct("Panic").field("message", message).finish(),
+            Repr::Timeout(d) => f.debug_tuple("Timeout").field(d).finish(),
+            Repr::Thread(e) => f.debug_tuple("Spawn").field(e).finish(),
+            Repr::Runtime(e) => f.debug_tuple("Runtime").field(e).finish(),
+            Repr::Lost => f.write_str("Lost"),
         }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Spawn(e) | Error::Runtime(e) => Some(e),
+        match &self.repr {
+            Repr::Thread(e) | Repr::Runtime(e) => Some(e),
             _ => None,
         }
     }
 }
 
 impl From<Error> for io::Error {
-    /// Timeouts become [`io::ErrorKind::TimedOut`], everything else
-    /// [`io::ErrorKind::Other`] with the error as its source.
+    /// A timeout becomes [`io::ErrorKind::TimedOut`]; a failure to start a
+    /// thread or the runtime keeps the kind of its cause; anything else is
+    /// [`io::ErrorKind::Other`]. The bridge's error stays the source.
     fn from(err: Error) -> io::Error {
-        match err {
-            Error::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, err),
-            other => io::Error::other(other),
-        }
+        let kind = match &err.repr {
+            Repr::Timeout(_) => io::ErrorKind::TimedOut,
+            Repr::Thread(e) | Repr::Runtime(e) => e.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
     }
 }

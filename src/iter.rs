@@ -1,36 +1,37 @@
-//! [`BlockingIter`]: any async [`Stream`] as a blocking [`Iterator`].
+//! [`BlockingIter`]: an async [`Stream`] as a blocking [`Iterator`].
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use async_channel::{Receiver, Sender, TryRecvError, TrySendError};
-use event_listener::Event;
+use async_channel::{Receiver, Sender};
 use futures_lite::{future, FutureExt, Stream, StreamExt};
 
-use crate::context;
-use crate::error::PanicPayload;
-use crate::wait::{backoff, block_on_deadline};
-use crate::Error;
+use crate::context::Placement;
+use crate::error::Payload;
+use crate::local::{self, Away, Exec};
+use crate::{wait, Bridge, Carry, Error, Runtime};
 
-/// What crosses from the stream's loop thread to the consumer.
-pub(crate) enum Msg<T> {
-    Items(Vec<T>),
-    Panic(PanicPayload),
-}
-
-/// A blocking [`Iterator`] over an async stream running on a bridge's loop
-/// thread. Made by [`Bridge::iter`](crate::Bridge::iter).
+/// A blocking [`Iterator`] over an async stream. Made by
+/// [`Bridge::iter_direct`] (a `Send` stream polled by `next` itself) or
+/// [`Bridge::iter`] (any stream, run on a loop thread).
 ///
-/// - **Live**: an item reaches the consumer as soon as the stream yields it;
-///   only items the stream already had ready travel together.
-/// - **Bounded**: the stream stalls when the consumer does (see
-///   [`Builder::stream_capacity`](crate::Builder::stream_capacity)).
-/// - **Cancelled on drop**: the stream is dropped on its loop thread
-///   promptly, even while it is waiting, and the thread is freed.
-/// - **Panics resume** in [`next`](Iterator::next) with their payload.
+/// - **Live**: an item reaches the consumer as soon as the stream yields it.
+/// - **Pulled**: the stream is polled while `next` waits, and (for
+///   [`iter`](Bridge::iter)) at most
+///   [`stream_capacity`](crate::Builder::stream_capacity) items ahead; no
+///   item is taken from its source that the consumer did not ask for, unless
+///   a capacity says so.
+/// - **Cancelled on drop**: the stream is dropped promptly, even while it is
+///   waiting, where it runs.
+/// - **Nothing lost silently**: `next` returns `None` only when the stream
+///   ended; a panic of the stream resumes in `next` with its payload, and a
+///   stream whose loop thread went away panics there with
+///   "executor-bridge: the loop thread went away without an answer".
 /// - **Fused**: after `None` (or a panic), `next` returns `None` for good.
 ///
 /// # Examples
@@ -40,113 +41,285 @@ pub(crate) enum Msg<T> {
 /// use futures_lite::stream;
 ///
 /// let bridge = Bridge::new(Pollster);
-/// let mut it = bridge.iter(|| stream::iter(1..=3));
+/// let mut it = bridge.iter_direct(|| stream::iter(1..=3));
 /// assert_eq!(it.next(), Some(1));
 /// assert_eq!(it.collect::<Vec<_>>(), [2, 3]);
 /// ```
+#[must_use = "a stream bridged as an iterator does nothing unless read"]
 pub struct BlockingIter<T> {
-    rx: Option<Receiver<Msg<T>>>,
-    buf: std::vec::IntoIter<T>,
-    flow: Arc<Flow>,
+    inner: Inner<T>,
 }
 
-/// Wakes a producer stalled on a full channel only once the consumer has
-/// drained it down to `low` batches, so that each wake-up refills several
-/// batches instead of one.
-struct Flow {
-    room: Event,
-    low: usize,
+enum Inner<T> {
+    /// Polled by the consumer.
+    Direct(Direct<T>),
+    /// On a loop thread, items through a channel.
+    Pipe(Pipe<T>),
+    /// Could not start: `next` reports it.
+    Failed(Error),
+    Done,
 }
 
-/// The producer's end: where a stream's items go.
-pub(crate) struct Producer<T> {
-    tx: Sender<Msg<T>>,
-    batch: usize,
-    flow: Arc<Flow>,
+type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
+
+/// A `Send` stream polled in `next`, moved to a loop thread for the items
+/// that cannot be waited for on the caller's thread.
+struct Direct<T> {
+    exec: Arc<dyn Exec>,
+    /// `None` while away on a loop thread.
+    stream: Option<BoxStream<T>>,
+    away: Option<Away<dyn Stream<Item = T> + Send, Option<T>>>,
 }
 
-impl<T> Producer<T> {
-    /// Sends `msg`; when the channel is full, waits for the consumer to
-    /// drain it to the low-water mark. `Err` if the consumer left.
-    async fn send(&self, mut msg: Msg<T>) -> Result<(), ()> {
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Closed(_)) => return Err(()),
-                Err(TrySendError::Full(back)) => {
-                    msg = back;
-                    // A consumer that is keeping up frees a slot within
-                    // microseconds: look again before parking this thread.
-                    if backoff(|| self.tx.is_full() && !self.tx.is_closed()) {
-                        continue;
-                    }
-                    let listener = self.flow.room.listen();
-                    if self.tx.len() > self.flow.low && !self.tx.is_closed() {
-                        listener.await;
-                    }
-                }
-            }
+/// What the loop thread sends the consumer.
+enum Msg<T> {
+    Items(Vec<T>),
+    End,
+    Panic(Payload),
+}
+
+/// The consumer's end of a stream running on a loop thread.
+struct Pipe<T> {
+    items: Receiver<Msg<T>>,
+    /// One token per item the consumer asks for.
+    demand: Sender<()>,
+    buf: VecDeque<T>,
+    /// Tokens sent and not yet answered with an item.
+    asked: usize,
+    read_ahead: usize,
+}
+
+impl<R: Runtime> Bridge<R> {
+    /// Turns the `Send` stream made by `make` into a blocking [`Iterator`]
+    /// that polls it itself: each [`next`](Iterator::next) runs like
+    /// [`run`](Bridge::run), on the caller's thread where that is safe.
+    ///
+    /// No loop thread, no channel, nothing read ahead: an item that arrives
+    /// while `next` waits wakes the consumer once, as a plain channel does,
+    /// and the stream is polled only inside `next`, as
+    /// `futures::executor::block_on_stream` does. `make` runs at the first
+    /// `next`, where the stream will be polled. Where `run` would use a loop
+    /// thread, the stream is sent there for that item and back.
+    ///
+    /// For a `!Send` stream, or to let the stream run ahead of a slow
+    /// consumer, use [`iter`](Bridge::iter).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    ///
+    /// let bridge = Bridge::new(Pollster);
+    /// let (tx, rx) = async_channel::bounded(1);
+    /// std::thread::spawn(move || {
+    ///     for word in ["live", "word", "by", "word"] {
+    ///         tx.send_blocking(word).unwrap();
+    ///     }
+    /// });
+    /// let words: Vec<&str> = bridge.iter_direct(move || rx).collect();
+    /// assert_eq!(words.join(" "), "live word by word");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// [`next`](Iterator::next) panics as [`run`](Bridge::run) does: it
+    /// resumes a panic of `make` or of the stream, and reports a failure to
+    /// start the runtime or a loop thread.
+    pub fn iter_direct<M, S>(&self, make: M) -> BlockingIter<S::Item>
+    where
+        M: FnOnce() -> S + Send + 'static,
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        let stream: BoxStream<S::Item> = Box::pin(Lazy::new(make));
+        BlockingIter {
+            inner: Inner::Direct(Direct {
+                exec: self.pool().clone(),
+                stream: Some(stream),
+                away: None,
+            }),
         }
+    }
+
+    /// Turns the stream made by `make` into a blocking [`Iterator`], the
+    /// stream running on a loop thread.
+    ///
+    /// Any stream, `!Send` too: `make` is called on the loop thread, where the
+    /// stream lives until it ends or the iterator is dropped (then it is
+    /// dropped there promptly, even while it waits, and the thread is
+    /// freed). By default the stream is polled only while `next` waits for
+    /// an item; [`Builder::stream_capacity`](crate::Builder::stream_capacity)
+    /// lets it run ahead, items travelling in batches of what it had ready.
+    ///
+    /// For a `Send` stream, [`iter_direct`](Bridge::iter_direct) needs no
+    /// thread and wakes one thread per item instead of two.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    /// use futures_lite::{stream, StreamExt};
+    /// use std::rc::Rc;
+    ///
+    /// let bridge = Bridge::new(Pollster);
+    /// let words: Vec<String> = bridge
+    ///     .iter(|| {
+    ///         let prefix = Rc::new("#"); // !Send
+    ///         stream::iter(1..=3).map(move |n| format!("{prefix}{n}"))
+    ///     })
+    ///     .collect();
+    /// assert_eq!(words, ["#1", "#2", "#3"]);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// [`next`](Iterator::next) resumes a panic of `make` or of the stream,
+    /// and panics with "executor-bridge: failed to start a loop thread: ..."
+    /// if no loop thread could be started for it.
+    pub fn iter<M, S>(&self, make: M) -> BlockingIter<S::Item>
+    where
+        M: FnOnce() -> S + Send + 'static,
+        S: Stream + 'static,
+        S::Item: Send + 'static,
+    {
+        self.pipe(self.stream_capacity(), make)
+    }
+
+    /// Starts `make`'s stream on a loop thread, `read_ahead` items ahead of
+    /// the consumer at most.
+    pub(crate) fn pipe<M, S>(&self, read_ahead: usize, make: M) -> BlockingIter<S::Item>
+    where
+        M: FnOnce() -> S + Send + 'static,
+        S: Stream + 'static,
+        S::Item: Send + 'static,
+    {
+        // Room for every item asked for (each message holds one at least),
+        // plus the end.
+        let slots = read_ahead.saturating_add(2).min(MAX_SLOTS);
+        let (items_tx, items) = async_channel::bounded(slots);
+        let (demand, demand_rx) = async_channel::unbounded();
+        let carry = Carry::capture();
+        let work = Box::new(move |rt: &dyn local::BlockOn| {
+            carry.run(|| {
+                let mut produce = std::pin::pin!(produce(make, demand_rx, items_tx.clone()));
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| rt.block_on_dyn(produce.as_mut()))) {
+                    // The runtime itself failed the stream (a shut-down
+                    // runtime, a panicking `block_on`).
+                    let _ = items_tx.try_send(Msg::Panic(payload));
+                }
+            })
+        });
+        let inner = match self.start().and_then(|()| Exec::submit(&**self.pool(), work)) {
+            Ok(_) => Inner::Pipe(Pipe {
+                items,
+                demand,
+                buf: VecDeque::new(),
+                asked: 0,
+                read_ahead,
+            }),
+            Err(e) => Inner::Failed(e),
+        };
+        BlockingIter { inner }
     }
 }
 
-/// Makes the consumer's and the producer's ends for a stream capacity.
-pub(crate) fn channel<T>(capacity: usize) -> (BlockingIter<T>, Producer<T>) {
-    let batch = (capacity / 8).max(1);
-    let batches = (capacity.saturating_sub(batch) / batch).max(1);
-    let (tx, rx) = async_channel::bounded(batches);
-    let flow = Arc::new(Flow {
-        room: Event::new(),
-        low: batches / 2,
-    });
-    let iter = BlockingIter {
-        rx: Some(rx),
-        buf: Vec::new().into_iter(),
-        flow: Arc::clone(&flow),
-    };
-    (iter, Producer { tx, batch, flow })
+/// The most messages a pipe's channel holds; a longer read-ahead travels in
+/// bigger batches.
+const MAX_SLOTS: usize = 1024;
+
+/// The most items one message carries.
+const MAX_BATCH: usize = 256;
+
+pin_project_lite::pin_project! {
+    /// A stream made on its first poll, where it will run.
+    #[project = LazyProj]
+    enum Lazy<M, S> {
+        Make { make: Option<M> },
+        Stream { #[pin] stream: S },
+    }
 }
 
-/// Drives the stream, sends what it yields, stops when the consumer leaves.
-///
-/// A panic (of `make`, of the stream, or of its destructor once it ended) is
-/// sent after the items that were ready before it.
-pub(crate) async fn produce<M, S>(make: M, producer: Producer<S::Item>)
+impl<M, S> Lazy<M, S> {
+    fn new(make: M) -> Self {
+        Lazy::Make { make: Some(make) }
+    }
+}
+
+impl<M, S> Stream for Lazy<M, S>
 where
     M: FnOnce() -> S,
     S: Stream,
 {
-    let tx = &producer.tx;
-    let batch = producer.batch;
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        if let LazyProj::Make { make } = self.as_mut().project() {
+            let make = make.take().expect("a stream is made once");
+            self.set(Lazy::Stream { stream: make() });
+        }
+        match self.project() {
+            LazyProj::Stream { stream } => stream.poll_next(cx),
+            LazyProj::Make { .. } => unreachable!("made above"),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Lazy::Stream { stream } => stream.size_hint(),
+            Lazy::Make { .. } => (0, None),
+        }
+    }
+}
+
+/// Drives the stream on its loop thread: an item for each token of demand,
+/// the first awaited, more only if ready; stops when the consumer leaves.
+async fn produce<M, S>(make: M, demand: Receiver<()>, items: Sender<Msg<S::Item>>)
+where
+    M: FnOnce() -> S,
+    S: Stream,
+{
     let pump = async {
         let mut stream = match catch_unwind(AssertUnwindSafe(make)) {
             Ok(stream) => Box::pin(stream),
-            Err(payload) => return Some(payload),
+            Err(payload) => return Msg::Panic(payload),
         };
-        let panicked = loop {
+        let mut tokens = 0usize;
+        let end = loop {
+            if tokens == 0 {
+                match demand.recv().await {
+                    Ok(()) => tokens = 1,
+                    // The consumer left; the stream is dropped with `pump`.
+                    Err(_) => return Msg::End,
+                }
+            }
+            while tokens < MAX_BATCH && demand.try_recv().is_ok() {
+                tokens += 1;
+            }
             let first = match AssertUnwindSafe(stream.next()).catch_unwind().await {
                 Ok(Some(item)) => item,
-                Ok(None) => break None,
-                Err(payload) => break Some(payload),
+                Ok(None) => break Msg::End,
+                Err(payload) => break Msg::Panic(payload),
             };
-            let mut items = Vec::with_capacity(batch.min(16));
-            items.push(first);
-            // Take what is ready now; never wait to fill a batch.
+            tokens -= 1;
+            let mut batch = vec![first];
+            // Take what is ready now, never waiting to fill a batch.
             let mut ended = None;
-            while items.len() < batch {
+            while tokens > 0 {
                 match future::poll_once(AssertUnwindSafe(stream.next()).catch_unwind()).await {
-                    Some(Ok(Some(item))) => items.push(item),
-                    Some(Ok(None)) => ended = Some(None),
-                    Some(Err(payload)) => ended = Some(Some(payload)),
+                    Some(Ok(Some(item))) => {
+                        batch.push(item);
+                        tokens -= 1;
+                    }
+                    Some(Ok(None)) => ended = Some(Msg::End),
+                    Some(Err(payload)) => ended = Some(Msg::Panic(payload)),
                     None => break,
                 }
                 if ended.is_some() {
                     break;
                 }
             }
-            if producer.send(Msg::Items(items)).await.is_err() {
-                // The consumer left; the stream is dropped with this future.
-                return None;
+            if items.send(Msg::Items(batch)).await.is_err() {
+                return Msg::End;
             }
             if let Some(end) = ended {
                 break end;
@@ -154,25 +327,154 @@ where
         };
         // Drop the stream here, where a panic of its destructor can still
         // reach the consumer.
-        let dropped = catch_unwind(AssertUnwindSafe(move || drop(stream)));
-        panicked.or(dropped.err())
+        match catch_unwind(AssertUnwindSafe(move || drop(stream))) {
+            Ok(()) => end,
+            Err(payload) => match end {
+                Msg::Panic(first) => Msg::Panic(first),
+                _ => Msg::Panic(payload),
+            },
+        }
     };
-    let pumped = async { Some(pump.await) };
     let left = async {
-        tx.closed().await;
+        items.closed().await;
         None
     };
     // If the consumer leaves first, the pump (and the stream it owns) is
     // dropped at the end of this statement, on this thread.
-    if let Some(Some(payload)) = pumped.or(left).await {
-        let _ = producer.send(Msg::Panic(payload)).await;
+    if let Some(end) = future::or(async { Some(pump.await) }, left).await {
+        let _ = items.send(end).await;
     }
 }
 
-impl<T> BlockingIter<T> {
+impl<T> Pipe<T> {
+    /// The next item, waiting until `deadline`; `Err` for a panic or a lost
+    /// loop thread, `Ok(None)` at the end, timeout as `Err(timeout)` by the
+    /// caller when this returns `None`.
+    #[track_caller]
+    fn next(&mut self, deadline: Option<Instant>) -> Option<Result<Option<T>, Error>> {
+        if let Some(item) = self.buf.pop_front() {
+            self.ask();
+            return Some(Ok(Some(item)));
+        }
+        if self.asked == 0 {
+            self.asked = 1;
+            let _ = self.demand.try_send(());
+        }
+        self.ask();
+        let msg = wait::block_on(self.items.recv(), deadline)?;
+        Some(match msg {
+            Ok(Msg::Items(items)) => {
+                self.asked -= items.len().min(self.asked);
+                self.buf.extend(items);
+                self.ask();
+                Ok(self.buf.pop_front())
+            }
+            Ok(Msg::End) => Ok(None),
+            Ok(Msg::Panic(payload)) => Err(Error::panic(payload)),
+            Err(_) => Err(Error::lost()),
+        })
+    }
+
+    /// Tops the demand up to the read-ahead.
+    fn ask(&mut self) {
+        while self.asked < self.read_ahead.saturating_sub(self.buf.len()) {
+            if self.demand.try_send(()).is_err() {
+                return;
+            }
+            self.asked += 1;
+        }
+    }
+}
+
+impl<T: Send + 'static> Direct<T> {
+    #[track_caller]
+    fn next(&mut self, deadline: Option<Instant>) -> Option<Result<Option<T>, Error>> {
+        if let Some(away) = &self.away {
+            let back = away.wait(deadline)?;
+            self.away = None;
+            if let Some(done) = self.back(back) {
+                return Some(done);
+            }
+        }
+        if let Err(e) = self.exec.start() {
+            return Some(Err(e));
+        }
+        let placement = self.exec.placement();
+        let Some(mut stream) = self.stream.take() else {
+            return Some(Ok(None));
+        };
+        if placement == Placement::Hop || deadline.is_some() {
+            let away = match local::send_away(&self.exec, stream, |s, cx| s.poll_next(cx)) {
+                Ok(away) => away,
+                Err(e) => return Some(Err(e)),
+            };
+            if let Some(back) = away.wait(deadline) {
+                return self.back(back).or(Some(Ok(None)));
+            }
+            // Timed out: stop it at its next poll, and give a prompt stop
+            // the chance to bring the stream (or a last item) home.
+            let mut away = away;
+            away.cancel();
+            return match away.wait(Some(Instant::now() + CANCEL_GRACE)) {
+                Some(back) => self.back(back),
+                None => {
+                    self.away = Some(away);
+                    None
+                }
+            };
+        }
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            local::here(&*self.exec, placement, stream.as_mut(), |s, cx| s.poll_next(cx))
+        }));
+        match polled {
+            Ok(Some(item)) => {
+                self.stream = Some(stream);
+                Some(Ok(Some(item)))
+            }
+            Ok(None) => Some(drop_stream(stream).map(|()| None)),
+            Err(payload) => {
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(stream)));
+                Some(Err(Error::panic(payload)))
+            }
+        }
+    }
+
+    /// Takes back what a loop thread returned: `Some` if it ends the call.
+    fn back(&mut self, back: Result<local::Back<dyn Stream<Item = T> + Send, Option<T>>, Error>) -> Option<Result<Option<T>, Error>> {
+        let back = match back {
+            Ok(back) => back,
+            Err(e) => return Some(Err(e)),
+        };
+        match back.out {
+            Ok(Some(Some(item))) => {
+                self.stream = back.obj;
+                Some(Ok(Some(item)))
+            }
+            Ok(Some(None)) => Some(back.obj.map_or(Ok(()), drop_stream).map(|()| None)),
+            // Cancelled before it had an item: the stream is home again.
+            Ok(None) => {
+                self.stream = back.obj;
+                None
+            }
+            Err(payload) => Some(Err(Error::panic(payload))),
+        }
+    }
+}
+
+/// How long a timed-out `next_timeout` gives the stream to come back.
+const CANCEL_GRACE: Duration = Duration::from_millis(20);
+
+/// Drops an ended stream, reporting a panic of its destructor.
+fn drop_stream<S: ?Sized>(stream: Pin<Box<S>>) -> Result<(), Error> {
+    catch_unwind(AssertUnwindSafe(move || drop(stream))).map_err(Error::panic)
+}
+
+impl<T: Send + 'static> BlockingIter<T> {
     /// Waits at most `timeout` for the next item.
     ///
-    /// Returns `Ok(Some(item))`, or `Ok(None)` at the end of the stream.
+    /// Returns `Ok(Some(item))`, or `Ok(None)` at the end of the stream. An
+    /// item that arrives just as the deadline passes is kept for the next
+    /// call, never dropped.
     ///
     /// # Examples
     ///
@@ -181,84 +483,65 @@ impl<T> BlockingIter<T> {
     /// use std::time::Duration;
     ///
     /// let bridge = Bridge::new(Pollster);
-    /// let mut it = bridge.iter(|| futures_lite::stream::pending::<u8>());
+    /// let mut it = bridge.iter_direct(|| futures_lite::stream::pending::<u8>());
     /// let err = it.next_timeout(Duration::from_millis(20)).unwrap_err();
     /// assert!(err.is_timeout());
     /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] if no item came in time; the iterator stays usable.
-    ///
-    /// # Panics
-    ///
-    /// Resumes a panic of the stream, as [`next`](Iterator::next) does.
+    /// [`is_timeout`](Error::is_timeout) if no item came in time (the
+    /// iterator stays usable); a panic of the stream as
+    /// [`is_panic`](Error::is_panic) with its payload; a failure to start as
+    /// [`next`](Iterator::next) would report it. The iterator is finished
+    /// after any error but a timeout.
+    #[track_caller]
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<T>, Error> {
-        if let Some(item) = self.buf.next() {
-            return Ok(Some(item));
-        }
-        let deadline = Instant::now().checked_add(timeout);
-        let Some(rx) = &self.rx else {
-            return Ok(None);
-        };
-        let got = match rx.try_recv() {
-            Ok(msg) => Some(Ok(msg)),
-            Err(TryRecvError::Closed) => Some(Err(())),
-            Err(TryRecvError::Empty) => {
-                let wait = || block_on_deadline(rx.recv(), deadline).map(|r| r.map_err(|_| ()));
-                context::wait(wait)
-            }
-        };
-        match got {
-            None => Err(Error::Timeout(timeout)),
-            Some(msg) => Ok(self.take(msg.ok())),
-        }
+        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+        self.pull(Some(deadline)).unwrap_or(Err(Error::timeout(timeout)))
     }
 
-    /// Number of items received and not yet returned; they are returned
+    /// The next item, waiting until `deadline` (`None` if it passed). The
+    /// iterator is finished after its end or an error.
+    #[track_caller]
+    pub(crate) fn pull(&mut self, deadline: Option<Instant>) -> Option<Result<Option<T>, Error>> {
+        let got = match &mut self.inner {
+            Inner::Direct(direct) => direct.next(deadline)?,
+            Inner::Pipe(pipe) => pipe.next(deadline)?,
+            Inner::Failed(_) => match std::mem::replace(&mut self.inner, Inner::Done) {
+                Inner::Failed(e) => Err(e),
+                _ => unreachable!("matched above"),
+            },
+            Inner::Done => Ok(None),
+        };
+        if !matches!(got, Ok(Some(_))) {
+            self.inner = Inner::Done;
+        }
+        Some(got)
+    }
+
+    /// Number of items received and not yet returned: they are returned
     /// without blocking.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        match &self.inner {
+            Inner::Pipe(pipe) => pipe.buf.len(),
+            _ => 0,
+        }
     }
 
-    /// Whether the stream has ended (or panicked, or been cancelled) and every
-    /// item was returned.
+    /// Whether the stream has ended (or panicked, or failed) and every item
+    /// was returned.
     pub fn is_finished(&self) -> bool {
-        self.rx.is_none() && self.buf.len() == 0
-    }
-
-    fn take(&mut self, msg: Option<Msg<T>>) -> Option<T> {
-        if let Some(rx) = &self.rx {
-            if rx.len() <= self.flow.low {
-                self.flow.room.notify(1);
-            }
-        }
-        match msg {
-            Some(Msg::Items(items)) => {
-                self.buf = items.into_iter();
-                self.buf.next()
-            }
-            Some(Msg::Panic(payload)) => {
-                self.rx = None;
-                resume_unwind(payload)
-            }
-            None => {
-                self.rx = None;
-                None
-            }
-        }
+        matches!(self.inner, Inner::Done)
     }
 }
 
-/// Tries to receive for a few microseconds before the caller parks: a
-/// producer that is filling the next batch, or was just woken to, usually
-/// delivers sooner than a park and a wake-up would take.
-fn try_recv_soon<T>(rx: &Receiver<T>) -> Result<T, TryRecvError> {
-    backoff(|| rx.is_empty() && !rx.is_closed());
-    rx.try_recv()
+/// A deadline that never comes (`Instant` has no maximum).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
-impl<T> Iterator for BlockingIter<T> {
+impl<T: Send + 'static> Iterator for BlockingIter<T> {
     type Item = T;
 
     /// The next item, blocking until the stream yields it.
@@ -266,37 +549,42 @@ impl<T> Iterator for BlockingIter<T> {
     /// # Panics
     ///
     /// Resumes a panic of the stream (its factory, its `poll_next`, or its
-    /// destructor once it has ended) with the original payload; the iterator
-    /// is finished afterwards.
+    /// destructor once it has ended) with the original payload; panics with
+    /// the [`Error`]'s message if the stream could not start or its loop
+    /// thread went away. The iterator is finished afterwards.
+    #[track_caller]
     fn next(&mut self) -> Option<T> {
-        if let Some(item) = self.buf.next() {
-            return Some(item);
+        match self.pull(None).expect("a wait without a deadline completes") {
+            Ok(item) => item,
+            Err(e) => e.raise(),
         }
-        let rx = self.rx.as_ref()?;
-        let msg = match try_recv_soon(rx) {
-            Ok(msg) => Some(msg),
-            Err(TryRecvError::Closed) => None,
-            Err(TryRecvError::Empty) => context::wait(|| rx.recv_blocking().ok()),
-        };
-        self.take(msg)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.rx.is_none() {
-            (self.buf.len(), Some(self.buf.len()))
-        } else {
-            (self.buf.len(), None)
+        match &self.inner {
+            Inner::Direct(Direct {
+                stream: Some(stream), ..
+            }) => stream.size_hint(),
+            Inner::Pipe(pipe) => (pipe.buf.len(), None),
+            Inner::Done => (0, Some(0)),
+            _ => (0, None),
         }
     }
 }
 
-impl<T> std::iter::FusedIterator for BlockingIter<T> {}
+impl<T: Send + 'static> std::iter::FusedIterator for BlockingIter<T> {}
 
 impl<T> fmt::Debug for BlockingIter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, buffered) = match &self.inner {
+            Inner::Direct(_) => ("direct", 0),
+            Inner::Pipe(pipe) => ("loop thread", pipe.buf.len()),
+            Inner::Failed(_) => ("failed", 0),
+            Inner::Done => ("finished", 0),
+        };
         f.debug_struct("BlockingIter")
-            .field("buffered", &self.buf.len())
-            .field("finished", &self.is_finished())
+            .field("stream", &kind)
+            .field("buffered", &buffered)
             .finish()
     }
 }

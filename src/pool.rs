@@ -1,107 +1,140 @@
-//! The pool of loop threads that calls hop to.
+//! The loop threads that calls hop to.
 //!
-//! Threads are started lazily, one per call in flight when none is idle, and
-//! exit after an idle timeout or when the bridge is dropped. An idle thread
-//! parks on its own slot: a caller puts the job there and unparks it, so a hop
-//! costs one wake-up each way and no channel.
+//! Threads start lazily, one per job when none is idle, and exit after an
+//! idle timeout or once the pool is shut down. An idle thread parks on its
+//! own mailbox: a caller puts the job there and unparks it, so handing a job
+//! over costs one wake-up and no channel.
+//!
+//! Accounting, exact on every path: `threads` counts the threads alive, `outer`
+//! the threads running an outer job (a call from outside the bridge). At most
+//! `max_threads` outer jobs run at once; more wait in the queue. Nested jobs
+//! (made from inside a bridged future) never wait, since they could be
+//! waiting for themselves: they may start threads beyond the limit, and such a
+//! thread takes a queued outer job only while the limit allows.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle, Thread};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::{self, JoinHandle, Thread, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::context::DepthGuard;
-use crate::wait::backoff;
+use crate::error::payload_message;
 use crate::Runtime;
 
-/// A unit of work for a loop thread: it gets the runtime to block on, and a
-/// `release` callback to call once its result is ready and before it is
-/// sent, so that the thread is back in the pool (or has taken the next queued
-/// job) by the time the caller wakes up and perhaps calls again. The worker
-/// calls `release` itself if the job did not.
-pub(crate) type Job<R> = Box<dyn FnOnce(&R, &mut dyn FnMut()) + Send + 'static>;
-
-/// What a loop thread does once a job released it.
-enum After<R> {
-    Idle,
-    Run(Job<R>),
-    Exit,
+/// Work for a loop thread.
+pub(crate) trait Job<R>: Send + 'static {
+    /// Does the work, keeping its result for [`finish`](Job::finish).
+    fn run(&mut self, rt: &R);
+    /// Delivers the result. Called once the thread is back in the pool (or
+    /// has taken the next job), so that a caller who calls again at once
+    /// finds it free instead of starting another thread.
+    fn finish(self: Box<Self>);
 }
 
-/// Settings shared by a bridge and its threads.
+/// Settings of a pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_threads: usize,
-    pub(crate) stream_capacity: usize,
+}
+
+impl Config {
+    /// A builder for a thread of this pool, named `{thread_name}-{suffix}`.
+    pub(crate) fn thread(&self, suffix: impl fmt::Display) -> thread::Builder {
+        let builder = thread::Builder::new().name(format!("{}-{suffix}", self.thread_name));
+        match self.stack_size {
+            Some(size) => builder.stack_size(size),
+            None => builder,
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            thread_name: "executor-bridge".to_owned(),
+            thread_name: "bridge".to_owned(),
             stack_size: None,
             idle_timeout: Duration::from_secs(10),
             max_threads: 512,
-            stream_capacity: 1024,
         }
     }
 }
 
+/// Where a submitted job went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ticket {
+    /// A thread has it.
+    Started,
+    /// It waits in the queue under this id (see [`Pool::cancel`]).
+    Queued(u64),
+}
+
 enum Command<R> {
-    Run(Job<R>),
+    Run(Box<dyn Job<R>>, bool),
     Exit,
 }
 
 /// One idle thread's mailbox.
-struct Slot<R> {
+struct Mailbox<R> {
     command: Mutex<Option<Command<R>>>,
     thread: Thread,
 }
 
 struct State<R> {
-    idle: Vec<Arc<Slot<R>>>,
-    /// Jobs waiting for a thread while `max_threads` are all busy.
-    queue: VecDeque<Job<R>>,
+    idle: Vec<Arc<Mailbox<R>>>,
+    queue: VecDeque<(u64, Box<dyn Job<R>>)>,
     threads: usize,
-    next_id: u64,
+    outer: usize,
+    next_job: u64,
+    next_thread: u64,
     shutdown: bool,
-    handles: Vec<(thread::ThreadId, JoinHandle<()>)>,
+    handles: Vec<(ThreadId, JoinHandle<()>)>,
 }
 
-/// The pool. Owned by [`Shared`], which every loop thread keeps alive.
+/// A pool of loop threads over one runtime.
 pub(crate) struct Pool<R> {
-    state: Mutex<State<R>>,
-}
-
-pub(crate) struct Shared<R> {
     pub(crate) runtime: R,
     pub(crate) config: Config,
-    pub(crate) pool: Pool<R>,
+    state: Mutex<State<R>>,
+    /// This pool, for the threads it starts.
+    me: Weak<Pool<R>>,
 }
 
+/// What a thread does once its job is done.
+enum Next<R> {
+    Run(Box<dyn Job<R>>, bool),
+    Idle,
+    Exit,
+}
+
+/// Locks `m`, ignoring poison: jobs run outside every lock of the pool and
+/// their panics are caught, so a poisoned lock still holds consistent data.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Jobs run outside every lock and panics inside them are caught, so a
-    // poisoned lock holds consistent data.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<R> Pool<R> {
-    pub(crate) fn new() -> Self {
-        Pool {
+impl<R: Runtime> Pool<R> {
+    pub(crate) fn new(runtime: R, config: Config) -> Arc<Self> {
+        Arc::new_cyclic(|me| Pool {
+            runtime,
+            config,
+            me: Weak::clone(me),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 queue: VecDeque::new(),
                 threads: 0,
-                next_id: 0,
+                outer: 0,
+                next_job: 0,
+                next_thread: 0,
                 shutdown: false,
                 handles: Vec::new(),
             }),
-        }
+        })
     }
 
     /// Number of loop threads alive (busy or idle).
@@ -113,111 +146,170 @@ impl<R> Pool<R> {
     pub(crate) fn idle(&self) -> usize {
         lock(&self.state).idle.len()
     }
-}
 
-impl<R: Runtime> Shared<R> {
-    /// Hands `job` to an idle thread, or starts one.
+    /// Number of jobs waiting for a thread.
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
+    /// Hands `job` to an idle thread, starts a thread for it, or queues it.
     ///
-    /// `urgent` calls (nested ones, from inside a bridged future) never wait
-    /// in the queue: they would wait for themselves.
-    pub(crate) fn submit(self: &Arc<Self>, job: Job<R>, urgent: bool) -> io::Result<()> {
-        let mut st = lock(&self.pool.state);
-        if let Some(slot) = st.idle.pop() {
-            drop(st);
-            *lock(&slot.command) = Some(Command::Run(job));
-            slot.thread.unpark();
-            return Ok(());
+    /// `nested` jobs (made from inside a bridged future) never queue.
+    ///
+    /// # Errors
+    ///
+    /// The error of starting a thread, when no thread could take the job
+    /// later either: a nested job, or an outer job while no outer job runs.
+    /// An outer job that found threads busy waits in the queue instead.
+    pub(crate) fn submit(&self, job: Box<dyn Job<R>>, nested: bool) -> io::Result<Ticket> {
+        let mut st = lock(&self.state);
+        if !nested && st.outer >= self.config.max_threads {
+            return Ok(st.enqueue(job));
         }
-        if st.threads >= self.config.max_threads && !urgent {
-            st.queue.push_back(job);
-            return Ok(());
+        if !nested {
+            st.outer += 1;
+        }
+        if let Some(mailbox) = st.idle.pop() {
+            drop(st);
+            *lock(&mailbox.command) = Some(Command::Run(job, !nested));
+            mailbox.thread.unpark();
+            return Ok(Ticket::Started);
         }
         st.threads += 1;
-        let id = st.next_id;
-        st.next_id += 1;
+        let id = st.next_thread;
+        st.next_thread += 1;
         drop(st);
 
-        let mut builder = thread::Builder::new().name(format!("{}-{id}", self.config.thread_name));
-        if let Some(size) = self.config.stack_size {
-            builder = builder.stack_size(size);
-        }
-        let shared = Arc::clone(self);
-        match self.runtime.spawn_loop(builder, move || shared.worker(job)) {
-            Ok(handle) => {
-                let mut st = lock(&self.pool.state);
-                st.handles.retain(|(_, h)| !h.is_finished());
-                st.handles.push((handle.thread().id(), handle));
-                Ok(())
-            }
-            Err(e) => {
-                // Roll the bookkeeping back; the job (and the caller's end of
-                // its reply channel) was dropped with the closure.
-                lock(&self.pool.state).threads -= 1;
+        match self.spawn(id, job, !nested) {
+            Ok(()) => Ok(Ticket::Started),
+            Err((e, job)) => {
+                let mut st = lock(&self.state);
+                st.threads -= 1;
+                if !nested {
+                    st.outer -= 1;
+                    // Degrade instead of failing while a thread will free up.
+                    if st.outer > 0 {
+                        return Ok(st.enqueue(job));
+                    }
+                }
                 Err(e)
             }
         }
     }
 
-    fn worker(self: Arc<Self>, first: Job<R>) {
-        let slot = Arc::new(Slot {
+    /// Takes a queued job back, if no thread has taken it yet.
+    pub(crate) fn cancel(&self, id: u64) -> Option<Box<dyn Job<R>>> {
+        let mut st = lock(&self.state);
+        let pos = st.queue.iter().position(|(queued, _)| *queued == id)?;
+        st.queue.remove(pos).map(|(_, job)| job)
+    }
+
+    /// Starts loop thread `id` with its first job; gives the job back with
+    /// the error if the thread could not start.
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        &self,
+        id: u64,
+        job: Box<dyn Job<R>>,
+        outer: bool,
+    ) -> Result<(), (io::Error, Box<dyn Job<R>>)> {
+        let builder = self.config.thread(id);
+        // The job goes through a mailbox so that a thread that never starts
+        // gives it back.
+        let first = Arc::new(Mutex::new(Some(job)));
+        let handed = Arc::clone(&first);
+        let pool = self.me.upgrade().expect("a pool in use is alive");
+        let main = move || {
+            let job = lock(&handed).take();
+            drop(handed);
+            if let Some(job) = job {
+                pool.work(job, outer);
+            }
+        };
+        let spawned = catch_unwind(AssertUnwindSafe(|| self.runtime.spawn_loop(builder, main)));
+        let spawned = match spawned {
+            Ok(spawned) => spawned,
+            Err(payload) => Err(io::Error::other(format!(
+                "the runtime's `spawn_loop` panicked: {}",
+                payload_message(&*payload).unwrap_or("(no message)")
+            ))),
+        };
+        match spawned {
+            Ok(handle) => {
+                let mut st = lock(&self.state);
+                st.handles.retain(|(_, h)| !h.is_finished());
+                st.handles.push((handle.thread().id(), handle));
+                Ok(())
+            }
+            Err(e) => match lock(&first).take() {
+                Some(job) => Err((e, job)),
+                // The thread started and took the job after all: a hook that
+                // failed after spawning. It runs; report success.
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// A loop thread's life: run jobs until told to exit or idle too long.
+    fn work(self: Arc<Self>, first: Box<dyn Job<R>>, first_outer: bool) {
+        let mailbox = Arc::new(Mailbox {
             command: Mutex::new(None),
             thread: thread::current(),
         });
-        let mut next = Some(first);
+        let mut next = Some((first, first_outer));
         loop {
-            let job = match next.take() {
+            let (mut job, outer) = match next.take() {
                 Some(job) => job,
-                None => match self.wait(&slot) {
+                None => match self.wait(&mailbox) {
                     Some(job) => job,
                     None => return,
                 },
             };
-            let mut after = None;
             {
                 let _depth = DepthGuard::enter();
-                let mut release = || {
-                    if after.is_none() {
-                        after = Some(self.release(&slot));
-                    }
-                };
                 // A job reports its own panics to its caller; this only keeps
-                // the thread alive should reporting itself panic.
-                let _ = catch_unwind(AssertUnwindSafe(|| job(&self.runtime, &mut release)));
-                release();
+                // the thread's bookkeeping right should reporting panic too.
+                let _ = catch_unwind(AssertUnwindSafe(|| job.run(&self.runtime)));
             }
+            let after = self.done(&mailbox, outer);
+            let _ = catch_unwind(AssertUnwindSafe(move || job.finish()));
             match after {
-                Some(After::Run(job)) => next = Some(job),
-                Some(After::Exit) => return,
-                Some(After::Idle) | None => {}
+                Next::Run(job, outer) => next = Some((job, outer)),
+                Next::Idle => {}
+                Next::Exit => return,
             }
         }
     }
 
-    /// A loop thread is done with its job: it takes a queued job, exits if
-    /// the pool is shutting down, or goes back on the idle list.
-    fn release(&self, slot: &Arc<Slot<R>>) -> After<R> {
-        let mut st = lock(&self.pool.state);
-        if let Some(job) = st.queue.pop_front() {
-            return After::Run(job);
+    /// A thread finished a job: it takes a queued job if the limit allows,
+    /// exits if the pool is shut down, or goes back on the idle list.
+    fn done(&self, mailbox: &Arc<Mailbox<R>>, outer: bool) -> Next<R> {
+        let mut st = lock(&self.state);
+        if outer {
+            st.outer -= 1;
+        }
+        if st.outer < self.config.max_threads {
+            if let Some((_, job)) = st.queue.pop_front() {
+                st.outer += 1;
+                return Next::Run(job, true);
+            }
         }
         if st.shutdown {
-            st.threads -= 1;
-            return After::Exit;
+            st.exit();
+            return Next::Exit;
         }
-        st.idle.push(Arc::clone(slot));
-        After::Idle
+        st.idle.push(Arc::clone(mailbox));
+        Next::Idle
     }
 
     /// Parks an idle thread until it gets a job (`Some`) or must exit (`None`,
-    /// with its bookkeeping already undone).
-    fn wait(&self, slot: &Arc<Slot<R>>) -> Option<Job<R>> {
-        // A caller that just got its answer often calls again at once.
-        backoff(|| lock(&slot.command).is_none());
+    /// its bookkeeping already undone).
+    fn wait(&self, mailbox: &Arc<Mailbox<R>>) -> Option<(Box<dyn Job<R>>, bool)> {
         // No deadline for an idle timeout too large to add.
         let mut deadline = Instant::now().checked_add(self.config.idle_timeout);
         loop {
-            match lock(&slot.command).take() {
-                Some(Command::Run(job)) => return Some(job),
+            match lock(&mailbox.command).take() {
+                Some(Command::Run(job, outer)) => return Some((job, outer)),
                 Some(Command::Exit) => return None,
                 None => {}
             }
@@ -226,36 +318,40 @@ impl<R: Runtime> Shared<R> {
                 continue;
             };
             let now = Instant::now();
-            if now >= until {
-                let mut st = lock(&self.pool.state);
-                if let Some(pos) = st.idle.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            if now < until {
+                thread::park_timeout(until - now);
+                continue;
+            }
+            let mut st = lock(&self.state);
+            match st.idle.iter().position(|m| Arc::ptr_eq(m, mailbox)) {
+                Some(pos) => {
                     st.idle.swap_remove(pos);
-                    st.threads -= 1;
-                    // Nobody will join an expired thread: detach it.
+                    st.exit();
+                    // Nobody joins a thread that expired: detach it.
                     let me = thread::current().id();
                     st.handles.retain(|(id, _)| *id != me);
                     return None;
                 }
                 // A caller took this thread off the idle list and is about to
                 // hand it a job: wait for it.
-                deadline = None;
-                continue;
+                None => deadline = None,
             }
-            thread::park_timeout(until - now);
         }
     }
 
-    /// Stops the pool: idle threads exit now (and are joined, unless the
-    /// caller is one of the pool's own threads), busy ones after their job.
+    /// Stops the pool: idle threads exit now and are joined (unless the
+    /// caller is one of them), busy ones after their job. Jobs still queued
+    /// run first: their callers are waiting for them. Jobs submitted later
+    /// still run, each thread exiting once it is done.
     pub(crate) fn shutdown(&self) {
-        let mut st = lock(&self.pool.state);
+        let mut st = lock(&self.state);
         st.shutdown = true;
         let idle = std::mem::take(&mut st.idle);
-        st.threads -= idle.len();
         let me = thread::current().id();
         let mut joins = Vec::new();
-        for slot in &idle {
-            let id = slot.thread.id();
+        for mailbox in &idle {
+            st.exit();
+            let id = mailbox.thread.id();
             if let Some(pos) = st.handles.iter().position(|(h, _)| *h == id) {
                 let (_, handle) = st.handles.swap_remove(pos);
                 if id != me {
@@ -263,15 +359,27 @@ impl<R: Runtime> Shared<R> {
                 }
             }
         }
-        // Queued jobs stay: every thread is busy while the queue is not empty,
-        // and each one drains it before it exits.
         drop(st);
-        for slot in idle {
-            *lock(&slot.command) = Some(Command::Exit);
-            slot.thread.unpark();
+        for mailbox in idle {
+            *lock(&mailbox.command) = Some(Command::Exit);
+            mailbox.thread.unpark();
         }
         for handle in joins {
             let _ = handle.join();
         }
+    }
+}
+
+impl<R> State<R> {
+    fn enqueue(&mut self, job: Box<dyn Job<R>>) -> Ticket {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.queue.push_back((id, job));
+        Ticket::Queued(id)
+    }
+
+    /// Books a thread's exit.
+    fn exit(&mut self) {
+        self.threads -= 1;
     }
 }

@@ -1,27 +1,34 @@
 //! Async byte sources as [`std::io::Read`]: [`Bridge::reader`] and
 //! [`BlockingIter::into_reader`].
 
+use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, BufRead, Read};
+use std::panic::resume_unwind;
 use std::pin::Pin;
 
-use futures_io::AsyncRead;
-use futures_lite::{stream, AsyncReadExt, Stream};
+use futures_lite::{stream, AsyncRead, AsyncReadExt, Stream};
 
-use crate::{BlockingIter, Bridge, Error, Runtime};
+use crate::{BlockingIter, Bridge, Runtime};
 
 /// Bytes read from the source in one go, at most.
 const CHUNK: usize = 16 * 1024;
 /// Chunks a reader's source may run ahead of the consumer.
 const CHUNKS_AHEAD: usize = 8;
 
-/// A blocking [`Read`] + [`BufRead`] over a stream of byte chunks running on
-/// a bridge's loop thread.
+/// A blocking [`Read`] + [`BufRead`] over a stream of byte chunks.
 ///
 /// Made by [`Bridge::reader`] (from an async reader) or
 /// [`BlockingIter::into_reader`] (from a stream of `Result<chunk, error>`).
-/// Errors of the source arrive as [`io::Error`] from `read`; dropping the
-/// reader cancels the source, as dropping a [`BlockingIter`] does.
+///
+/// - An error of the source is returned by the `read` that reaches it, after
+///   every byte before it; the next `read` goes on with what the source gives
+///   next. The reader ends only where the source does (an async reader's
+///   `Ok(0)`, a chunk stream's end).
+/// - A panic of the source resumes in `read` with its payload; a source that
+///   could not start, or whose loop thread went away, is an [`io::Error`].
+/// - Dropping the reader cancels the source, as dropping a [`BlockingIter`]
+///   does.
 pub struct BlockingReader<B, E = io::Error> {
     chunks: BlockingIter<Result<B, E>>,
     chunk: Option<B>,
@@ -30,11 +37,13 @@ pub struct BlockingReader<B, E = io::Error> {
 
 impl<B, E> BlockingIter<Result<B, E>>
 where
-    B: AsRef<[u8]>,
-    E: Into<io::Error>,
+    B: AsRef<[u8]> + Send + 'static,
+    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
 {
     /// Reads a stream of byte chunks as one [`Read`] + [`BufRead`] byte
-    /// stream. An `Err` item is returned by the `read` that reaches it.
+    /// stream. An `Err` item is returned by the `read` that reaches it, as an
+    /// [`io::Error`] (an `io::Error` kept as it is, any other error as the
+    /// source of an [`io::ErrorKind::Other`]).
     ///
     /// # Examples
     ///
@@ -45,10 +54,11 @@ where
     ///
     /// let bridge = Bridge::new(Pollster);
     /// let chunks = vec![Ok::<_, io::Error>("first li"), Ok("ne\nsecond line\n")];
-    /// let reader = bridge.iter(move || stream::iter(chunks)).into_reader();
+    /// let reader = bridge.iter_direct(move || stream::iter(chunks)).into_reader();
     /// let lines: Vec<String> = reader.lines().collect::<io::Result<_>>().unwrap();
     /// assert_eq!(lines, ["first line", "second line"]);
     /// ```
+    ///
     pub fn into_reader(self) -> BlockingReader<B, E> {
         BlockingReader {
             chunks: self,
@@ -60,14 +70,14 @@ where
 
 impl<R: Runtime> Bridge<R> {
     /// Reads the async reader made by `make` as a blocking [`Read`] +
-    /// [`BufRead`], backed by the bridge's loop: the `SyncIoBridge` idea for
-    /// any runtime.
+    /// [`BufRead`], the reader running on a loop thread: the
+    /// `tokio_util::io::SyncIoBridge` idea for any runtime, from any context.
     ///
-    /// `make` returns a [`futures_io::AsyncRead`] (the trait futures-lite,
-    /// smol and async-std use; tokio users wrap theirs with
-    /// `tokio_util::compat::TokioAsyncReadCompatExt::compat`). It runs on a
-    /// loop thread, read in chunks of up to 16 KiB, at most 8 chunks ahead of
-    /// the consumer.
+    /// `make` returns a [`futures_lite::AsyncRead`] (the `futures-io` trait
+    /// that futures-lite, smol and async-std use; tokio users wrap theirs with
+    /// `tokio_util::compat::TokioAsyncReadCompatExt::compat`), `!Send` too.
+    /// It is read in chunks of up to 16 KiB, at most 8 chunks ahead of the
+    /// consumer, so a slow consumer and a slow source overlap.
     ///
     /// # Examples
     ///
@@ -82,49 +92,27 @@ impl<R: Runtime> Bridge<R> {
     /// assert_eq!(text, "hello, bridge");
     /// ```
     ///
-    /// # Panics
-    ///
-    /// Panics with "executor-bridge: failed to start a loop thread: ..." if no
-    /// loop thread could be started; [`try_reader`](Bridge::try_reader)
-    /// returns that as an [`Error`]. A panic of the source resumes in `read`.
-    ///
     /// # Alternatives
     ///
-    /// If the bytes come as a stream of chunks already (an HTTP body),
-    /// [`BlockingIter::into_reader`] skips the copy into 16 KiB buffers.
-    #[track_caller]
+    /// Bytes read ahead are taken from the source: for a socket whose bytes
+    /// past some point belong to someone else, [`Bridge::io`] reads exactly
+    /// what each `read` asks for. A source that already yields chunks (an
+    /// HTTP body) needs no copy into 16 KiB buffers:
+    /// [`BlockingIter::into_reader`].
     pub fn reader<M, A>(&self, make: M) -> BlockingReader<Vec<u8>>
     where
         M: FnOnce() -> A + Send + 'static,
         A: AsyncRead + 'static,
     {
-        match self.try_reader(make) {
-            Ok(reader) => reader,
-            Err(e) => e.raise(),
-        }
-    }
-
-    /// Like [`reader`](Bridge::reader), but a failure to start comes back as
-    /// an [`Error`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Spawn`] / [`Error::Runtime`] if a loop thread or the runtime
-    /// could not be started.
-    pub fn try_reader<M, A>(&self, make: M) -> Result<BlockingReader<Vec<u8>>, Error>
-    where
-        M: FnOnce() -> A + Send + 'static,
-        A: AsyncRead + 'static,
-    {
-        let chunks = self.spawn_iter(CHUNKS_AHEAD, move || chunks(make()))?;
-        Ok(chunks.into_reader())
+        self.pipe(CHUNKS_AHEAD, move || chunks(make())).into_reader()
     }
 }
 
-/// The chunks an async reader yields, ending after the first error.
+/// The chunks an async reader yields: an error is a chunk of its own, and
+/// reading goes on after it; the end is the reader's `Ok(0)`.
 fn chunks<A: AsyncRead>(reader: A) -> impl Stream<Item = io::Result<Vec<u8>>> {
-    let reader: Option<Pin<Box<A>>> = Some(Box::pin(reader));
-    stream::unfold(reader, |reader| async move {
+    let reader: Pin<Box<A>> = Box::pin(reader);
+    stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         let mut buf = vec![0; CHUNK];
         loop {
@@ -135,50 +123,64 @@ fn chunks<A: AsyncRead>(reader: A) -> impl Stream<Item = io::Result<Vec<u8>>> {
                     return Some((Ok(buf), Some(reader)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Some((Err(e), None)),
+                Err(e) => return Some((Err(e), Some(reader))),
             }
         }
     })
 }
 
+/// An error of a chunk stream as an [`io::Error`], keeping an `io::Error`
+/// as it is.
+fn into_io<E: Into<Box<dyn StdError + Send + Sync>>>(e: E) -> io::Error {
+    match e.into().downcast::<io::Error>() {
+        Ok(e) => *e,
+        Err(other) => io::Error::other(other),
+    }
+}
+
 impl<B, E> BlockingReader<B, E>
 where
-    B: AsRef<[u8]>,
-    E: Into<io::Error>,
+    B: AsRef<[u8]> + Send + 'static,
+    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
 {
     /// The unread part of the current chunk, fetching chunks until one has
     /// bytes; empty at the end of the stream.
     fn fill(&mut self) -> io::Result<&[u8]> {
-        loop {
-            let remaining = match &self.chunk {
-                Some(chunk) => chunk.as_ref().len() - self.pos,
-                None => 0,
-            };
-            if remaining > 0 {
-                break;
-            }
+        while self.remaining() == 0 {
             self.pos = 0;
             self.chunk = None;
-            match self.chunks.next() {
-                Some(Ok(chunk)) => self.chunk = Some(chunk),
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(&[]),
+            match self.chunks.pull(None).expect("a wait without a deadline completes") {
+                Ok(Some(Ok(chunk))) => self.chunk = Some(chunk),
+                Ok(Some(Err(e))) => return Err(into_io(e)),
+                Ok(None) => return Ok(&[]),
+                Err(e) => match e.try_into_panic() {
+                    Ok(payload) => resume_unwind(payload),
+                    Err(e) => return Err(e.into()),
+                },
             }
         }
         let chunk = self.chunk.as_ref().map_or(&[][..], |c| c.as_ref());
         Ok(&chunk[self.pos..])
     }
+
+    fn remaining(&self) -> usize {
+        self.chunk.as_ref().map_or(0, |c| c.as_ref().len() - self.pos)
+    }
 }
 
 impl<B, E> Read for BlockingReader<B, E>
 where
-    B: AsRef<[u8]>,
-    E: Into<io::Error>,
+    B: AsRef<[u8]> + Send + 'static,
+    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
 {
     /// # Blocking
     ///
-    /// Blocks until the source has bytes, has ended, or has failed.
+    /// Blocks until the source has bytes, has ended, or has failed. An empty
+    /// `buf` returns `Ok(0)` at once.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let available = self.fill()?;
         let n = available.len().min(buf.len());
         buf[..n].copy_from_slice(&available[..n]);
@@ -189,28 +191,21 @@ where
 
 impl<B, E> BufRead for BlockingReader<B, E>
 where
-    B: AsRef<[u8]>,
-    E: Into<io::Error>,
+    B: AsRef<[u8]> + Send + 'static,
+    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
 {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         self.fill()
     }
 
     fn consume(&mut self, amt: usize) {
-        let len = self.chunk.as_ref().map_or(0, |c| c.as_ref().len());
-        self.pos = (self.pos + amt).min(len);
+        self.pos += amt.min(self.remaining());
     }
 }
 
-impl<B, E> fmt::Debug for BlockingReader<B, E>
-where
-    B: AsRef<[u8]>,
-{
+impl<B: AsRef<[u8]>, E> fmt::Debug for BlockingReader<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let buffered = self
-            .chunk
-            .as_ref()
-            .map_or(0, |c| c.as_ref().len() - self.pos);
+        let buffered = self.chunk.as_ref().map_or(0, |c| c.as_ref().len() - self.pos);
         f.debug_struct("BlockingReader")
             .field("buffered_bytes", &buffered)
             .field("chunks", &self.chunks)

@@ -1,33 +1,37 @@
-//! The core trait: what the bridge needs from an async runtime.
+//! [`Runtime`]: what the bridge needs from an async runtime.
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::thread::{Builder, JoinHandle};
-
-/// A background task handed to [`Runtime::spawn`].
-pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// An async runtime the bridge can drive: "run an event loop on this thread
 /// until this future completes".
 ///
 /// Only [`block_on`](Runtime::block_on) is required. Implement it for your own
-/// runtime and every feature of [`Bridge`](crate::Bridge) works with it: the
+/// runtime and every method of [`Bridge`](crate::Bridge) works with it: the
 /// per-call dispatch, the pool of loop threads, timeouts, panics carried
-/// intact, and [`BlockingIter`](crate::BlockingIter).
+/// intact, streams and IO.
 ///
-/// The provided methods are hooks an adapter may override:
+/// The provided methods are hooks that make calls cheaper or safer:
 /// - [`start`](Runtime::start) starts background machinery lazily and reports
-///   failure as a value;
-/// - [`enter`](Runtime::enter) lets the bridge poll a future once on the
-///   caller's thread before blocking (the fast path for ready futures);
+///   a failure as a value;
+/// - [`enter`](Runtime::enter) says that futures can be polled outside
+///   `block_on` and still make progress, which lets the bridge poll a future
+///   on the caller's thread where `block_on` is not allowed, instead of
+///   moving it to a loop thread;
+/// - [`blocking_allowed`](Runtime::blocking_allowed) says whether `block_on`
+///   may be called on the current thread (an executor that cannot nest says
+///   no inside itself);
 /// - [`spawn_loop`](Runtime::spawn_loop) starts a fresh named OS thread that
 ///   will run this runtime's loop.
 ///
+/// [How each calling context is served](crate::guide#how-each-calling-context-is-served)
+/// says where each hook is used.
+///
 /// # Examples
 ///
-/// A runtime of your own, here a thin wrapper over `futures-lite`'s
-/// `block_on`:
+/// A runtime of your own, here a thin wrapper over `futures`' executor, which
+/// cannot run inside another `futures` executor and says so:
 ///
 /// ```
 /// use executor_bridge::{Bridge, Runtime};
@@ -37,26 +41,32 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///
 /// impl Runtime for MyLoop {
 ///     fn block_on<F: Future>(&self, fut: F) -> F::Output {
-///         futures_lite::future::block_on(fut)
+///         futures::executor::block_on(fut)
+///     }
+///
+///     fn blocking_allowed(&self) -> bool {
+///         // `futures::executor::enter` fails inside one of its executors.
+///         futures::executor::enter().is_ok()
 ///     }
 /// }
 ///
 /// let bridge = Bridge::new(MyLoop);
 /// assert_eq!(bridge.run(|| async { 6 * 7 }), 42);
-/// let doubled: Vec<u32> = bridge
-///     .iter(|| futures_lite::stream::iter(1..=3))
-///     .map(|x| x * 2)
-///     .collect();
-/// assert_eq!(doubled, [2, 4, 6]);
+/// // Called from inside a `futures` executor, the bridge moves the call to a
+/// // loop thread instead of nesting.
+/// let nested = futures::executor::block_on(async { bridge.run(|| async { 1 }) });
+/// assert_eq!(nested, 1);
 /// ```
 pub trait Runtime: Send + Sync + 'static {
     /// Drives `fut` to completion with this runtime's event loop on the
     /// current thread, and returns its output.
     ///
-    /// The bridge calls this only where blocking is safe: on a thread that
-    /// drives no runtime it knows of, after handing a tokio worker off, or on
-    /// one of its own loop threads. Implementations may panic if called from
-    /// inside another executor; the bridge never does that.
+    /// The bridge calls it only where [`blocking_allowed`] holds, on a thread
+    /// that drives no tokio runtime and runs no bridged future (or that has
+    /// handed its tokio worker off), or on one of the bridge's own loop
+    /// threads.
+    ///
+    /// [`blocking_allowed`]: Runtime::blocking_allowed
     fn block_on<F: Future>(&self, fut: F) -> F::Output;
 
     /// Starts whatever this runtime needs in the background (threads, a
@@ -67,43 +77,42 @@ pub trait Runtime: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// Returns the error that kept the runtime from starting; the bridge
-    /// reports it as [`Error::Runtime`](crate::Error::Runtime).
+    /// The error that kept the runtime from starting; the call fails with it
+    /// ([`Error::is_runtime`](crate::Error::is_runtime)).
     fn start(&self) -> io::Result<()> {
         Ok(())
     }
 
-    /// Runs `f` with this runtime's context set on the current thread, without
-    /// running its loop, and returns `Some` of its result.
+    /// Runs `f` with this runtime's context set on the current thread,
+    /// without running its loop, and returns `Some` of its result; or returns
+    /// `None` without calling `f`.
     ///
-    /// The bridge uses it to poll a future once on the caller's thread before
-    /// blocking, so a future that is ready at once costs no more than a poll.
-    /// Futures polled inside `f` must be able to register with the runtime
-    /// from there (tokio's `Handle::enter`; smol's and async-std's reactors
-    /// are global, so they need nothing).
+    /// `Some` promises two things: a future polled inside `f` can register
+    /// its interest with the runtime (tokio's `Handle::enter`; smol's and
+    /// async-std's reactors are global), and the runtime then wakes it
+    /// without anyone calling [`block_on`](Runtime::block_on) on this thread
+    /// (tokio's workers or driver thread, async-io's reactor thread). The
+    /// bridge uses it to poll a future once before blocking (a ready future
+    /// costs one poll), and to wait for a future on the caller's thread where
+    /// `block_on` may not run there (inside a tokio runtime, in a nested
+    /// call).
     ///
-    /// The default returns `None` without calling `f`: every poll then
-    /// happens inside [`block_on`](Runtime::block_on), which is always
-    /// correct.
+    /// The default returns `None`: every poll then happens inside `block_on`,
+    /// on the caller's thread or on a loop thread, which is always correct.
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         let _ = f;
         None
     }
 
-    /// Runs `task` to completion in the background on this runtime's own
-    /// executor, or gives it back (`Err`) if the runtime has no executor that
-    /// makes progress without a `block_on` call. The default gives it back.
-    ///
-    /// [`Bridge::iter_spawned`](crate::Bridge::iter_spawned) uses it to poll a
-    /// `Send` stream where its wake-ups land; given the task back, it runs the
-    /// stream on a loop thread as [`Bridge::iter`](crate::Bridge::iter) does.
-    /// The task catches its own panics.
-    fn spawn(&self, task: Task) -> Result<(), Task> {
-        Err(task)
+    /// Whether [`block_on`](Runtime::block_on) may be called on the current
+    /// thread. Where it returns `false`, the bridge runs the call on one of its
+    /// loop threads. The default is `true`.
+    fn blocking_allowed(&self) -> bool {
+        true
     }
 
-    /// Starts a fresh OS thread, configured by `thread` (its name and stack
-    /// size are set by the bridge), that runs `main`. `main` calls
+    /// Starts a fresh OS thread, configured by `thread` (the bridge sets its
+    /// name and stack size), that runs `main`. `main` calls
     /// [`block_on`](Runtime::block_on) for every job handed to the thread.
     ///
     /// Override it to prepare the thread for your runtime (thread-local
@@ -111,8 +120,9 @@ pub trait Runtime: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// Returns the error of [`Builder::spawn`]; the bridge reports it as
-    /// [`Error::Spawn`](crate::Error::Spawn) and keeps working.
+    /// The error of [`Builder::spawn`]; the call that needed the thread fails
+    /// with it ([`Error::is_spawn`](crate::Error::is_spawn)) and the bridge
+    /// keeps working. A panic of this hook is reported the same way.
     fn spawn_loop<F>(&self, thread: Builder, main: F) -> io::Result<JoinHandle<()>>
     where
         F: FnOnce() + Send + 'static,
@@ -134,8 +144,8 @@ impl<R: Runtime> Runtime for std::sync::Arc<R> {
         (**self).enter(f)
     }
 
-    fn spawn(&self, task: Task) -> Result<(), Task> {
-        (**self).spawn(task)
+    fn blocking_allowed(&self) -> bool {
+        (**self).blocking_allowed()
     }
 
     fn spawn_loop<F>(&self, thread: Builder, main: F) -> io::Result<JoinHandle<()>>

@@ -4,24 +4,19 @@ use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::thread;
 
+use crate::bridge::run_here;
 use crate::context::{self, DepthGuard, Placement};
-use crate::{Bridge, Error, Runtime};
+use crate::{Bridge, Carry, Error, Runtime};
 
 impl<R: Runtime> Bridge<R> {
     /// Like [`run`](Bridge::run), but `make`, its future and the output may
     /// borrow from the caller's stack.
     ///
-    /// Where `run` would run inline or hand off, so does `run_scoped`, at the
-    /// same cost. Where `run` would hop to a pooled loop thread, `run_scoped`
-    /// starts a fresh scoped thread instead (`std::thread::scope`), which
-    /// costs a thread start (tens of microseconds) per call: pooled threads
-    /// only take `'static` work.
-    ///
-    /// | calling thread | `run` | `run_scoped` |
-    /// |---|---|---|
-    /// | plain thread, `spawn_blocking`, smol / async-std | inline | inline |
-    /// | tokio multi_thread worker task | hand-off | hand-off |
-    /// | current_thread runtime, `LocalSet`, nested call | hop to a pooled thread (~µs) | fresh scoped thread (~tens of µs) |
+    /// Where `run` would run the future on the caller's thread, so does
+    /// `run_scoped`, at the same cost. Where `run` would send it to a pooled
+    /// loop thread, `run_scoped` starts a fresh scoped thread instead
+    /// (`std::thread::scope`; the pool only takes `'static` work), which
+    /// costs a thread start, tens of microseconds.
     ///
     /// # Examples
     ///
@@ -43,6 +38,10 @@ impl<R: Runtime> Bridge<R> {
     /// As [`run`](Bridge::run): the future's panic resumes in the caller with
     /// its payload; "executor-bridge: failed to start a loop thread: ..." if
     /// the scoped thread could not be started.
+    ///
+    /// # Blocking
+    ///
+    /// As [`run`](Bridge::run).
     #[track_caller]
     pub fn run_scoped<'a, M, F>(&self, make: M) -> F::Output
     where
@@ -50,58 +49,39 @@ impl<R: Runtime> Bridge<R> {
         F: Future + 'a,
         F::Output: Send + 'a,
     {
-        match self.try_run_scoped(make) {
-            Ok(out) => out,
-            Err(e) => e.raise(),
+        if let Err(e) = self.start() {
+            e.raise()
         }
-    }
-
-    /// Like [`run_scoped`](Bridge::run_scoped), but a panic or a failure to
-    /// start comes back as an [`Error`].
-    ///
-    /// # Errors
-    ///
-    /// As [`try_run`](Bridge::try_run).
-    pub fn try_run_scoped<'a, M, F>(&self, make: M) -> Result<F::Output, Error>
-    where
-        M: FnOnce() -> F + Send + 'a,
-        F: Future + 'a,
-        F::Output: Send + 'a,
-    {
-        self.start()?;
-        match context::placement() {
-            Placement::Inline => self.catch(|| self.run_here(make, false)),
-            Placement::HandOff => self.catch(|| self.run_here(make, true)),
-            Placement::Hop => {
-                let shared = self.shared();
-                let mut thread =
-                    thread::Builder::new().name(format!("{}-scoped", shared.config.thread_name));
-                if let Some(size) = shared.config.stack_size {
-                    thread = thread.stack_size(size);
-                }
-                let rt = &shared.runtime;
-                #[cfg(feature = "tracing")]
-                let span = tracing::Span::current();
-                thread::scope(|scope| {
-                    let handle = thread
-                        .spawn_scoped(scope, move || {
-                            #[cfg(feature = "tracing")]
-                            let _entered = span.enter();
+        let here = context::placement(self.runtime());
+        if here != Placement::Hop {
+            return run_here(self.runtime(), here, make);
+        }
+        let rt = self.runtime();
+        let carry = Carry::capture();
+        let thread = self.pool().config.thread("scoped");
+        // The whole scope is one blocking wait: it joins its thread at its end.
+        let answer: Result<Result<F::Output, _>, Error> = context::hand_off(|| {
+            thread::scope(|scope| {
+                let handle = thread
+                    .spawn_scoped(scope, move || {
+                        carry.run(|| {
                             let _depth = DepthGuard::enter();
-                            catch_unwind(AssertUnwindSafe(|| {
-                                rt.block_on(async move { make().await })
-                            }))
+                            catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { make().await })))
                         })
-                        .map_err(Error::Spawn)?;
-                    match handle.join() {
-                        Ok(Ok(out)) => Ok(out),
-                        Ok(Err(payload)) => Err(Error::panic(payload)),
-                        // The closure catches every panic; a join error means
-                        // the output's own drop glue failed: pass it on.
-                        Err(payload) => resume_unwind(payload),
-                    }
-                })
-            }
+                    })
+                    .map_err(Error::thread)?;
+                match handle.join() {
+                    Ok(answer) => Ok(answer),
+                    // The closure catches every panic; a join error means the
+                    // output's own drop glue failed: pass it on.
+                    Err(payload) => resume_unwind(payload),
+                }
+            })
+        });
+        match answer {
+            Ok(Ok(out)) => out,
+            Ok(Err(payload)) => resume_unwind(payload),
+            Err(e) => e.raise(),
         }
     }
 }

@@ -1,16 +1,52 @@
-//! Blocking waits on futures, with an optional deadline.
+//! The one way the bridge blocks a thread on a future: parked between polls,
+//! with an optional deadline, after a tokio worker hand-off.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use parking::Parker;
+
+use crate::context;
+
+thread_local! {
+    /// A parker and its waker, reused by the waits of this thread. A wait
+    /// takes it out and puts it back, so a nested wait (a future polled here
+    /// waits too) gets a fresh one instead of consuming the outer wait's
+    /// wake-up.
+    static CACHE: Cell<Option<(Parker, Waker)>> = const { Cell::new(None) };
+}
+
 /// Polls `fut` on the current thread, parking between polls, until it
 /// completes (`Some`) or `deadline` passes (`None`).
-pub(crate) fn block_on_deadline<F: Future>(fut: F, deadline: Option<Instant>) -> Option<F::Output> {
+///
+/// On a tokio multi_thread worker the worker is handed off first (see
+/// [`context::hand_off`]), so whatever else was queued there keeps running.
+/// No spinning and no yielding: on a machine whose cores are all busy, a
+/// time slice given away costs more than a park.
+#[track_caller]
+pub(crate) fn block_on<F: Future>(fut: F, deadline: Option<Instant>) -> Option<F::Output> {
+    context::hand_off(|| park_loop(fut, deadline))
+}
+
+fn park_loop<F: Future>(fut: F, deadline: Option<Instant>) -> Option<F::Output> {
+    // A thread whose locals are being destroyed gets a fresh parker too.
+    let cached = CACHE.try_with(Cell::take).ok().flatten();
+    let (parker, waker) = cached.unwrap_or_else(new_parker);
+    let out = wait(&parker, &waker, fut, deadline);
+    let _ = CACHE.try_with(|cache| cache.set(Some((parker, waker))));
+    out
+}
+
+fn new_parker() -> (Parker, Waker) {
     let (parker, unparker) = parking::pair();
-    let waker = Waker::from(unparker);
-    let mut cx = Context::from_waker(&waker);
+    (parker, Waker::from(unparker))
+}
+
+fn wait<F: Future>(parker: &Parker, waker: &Waker, fut: F, deadline: Option<Instant>) -> Option<F::Output> {
+    let mut cx = Context::from_waker(waker);
     let mut fut = pin!(fut);
     loop {
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
@@ -30,21 +66,3 @@ pub(crate) fn block_on_deadline<F: Future>(fut: F, deadline: Option<Instant>) ->
         }
     }
 }
-
-/// Yields the thread, while `waiting` holds, for a few
-/// microseconds at most (parking and being woken costs more, on virtual
-/// machines tens of microseconds). Returns whether `waiting` stopped holding.
-pub(crate) fn backoff(mut waiting: impl FnMut() -> bool) -> bool {
-    for _ in 0..BACKOFF_ROUNDS {
-        if !waiting() {
-            return true;
-        }
-        std::thread::yield_now();
-    }
-    !waiting()
-}
-
-/// Yields only, no busy-wait: `spin_loop` burns the time slice that the
-/// thread being waited for needs whenever both share a CPU (a loaded machine,
-/// a small VM), which made a hop cost as much as parking.
-const BACKOFF_ROUNDS: u32 = 16;
