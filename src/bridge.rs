@@ -522,7 +522,7 @@ where
     F: Future,
 {
     let _depth = DepthGuard::enter();
-    let mut fut = pin!(async move { make().await });
+    let mut fut = pin!(context::own_budget(async move { make().await }));
     let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
     if let Some(Poll::Ready(out)) = first {
         return out;

@@ -156,6 +156,22 @@ fn tokio_here() -> Here {
     Here::Plain
 }
 
+/// `fut`, polled outside the cooperative budget of whatever tokio task the
+/// caller may be running inside: a bridged call's own polls must not use up
+/// that budget, whose exhaustion defers wake-ups until the task yields,
+/// which a blocked caller never does (tokio#2376).
+#[inline]
+pub(crate) fn own_budget<F: std::future::Future>(fut: F) -> impl std::future::Future<Output = F::Output> {
+    #[cfg(feature = "tokio")]
+    {
+        ::tokio::task::unconstrained(fut)
+    }
+    #[cfg(not(feature = "tokio"))]
+    {
+        fut
+    }
+}
+
 /// Runs `f`, which blocks, on the current thread; on a tokio multi_thread
 /// worker, first hands the worker's queue (its LIFO slot too) to another
 /// thread, so that the tasks queued there keep running.

@@ -122,10 +122,12 @@ where
 {
     let mut obj = obj;
     let mut out = None;
-    let fut = pin!(async {
-        out = Some(poll_fn(|cx| op(obj.as_mut(), cx)).await);
-    });
-    exec.block_here(placement, fut);
+    {
+        let fut = pin!(context::own_budget(async {
+            out = Some(poll_fn(|cx| op(obj.as_mut(), cx)).await);
+        }));
+        exec.block_here(placement, fut);
+    }
     out.expect("the operation completed")
 }
 
