@@ -1,0 +1,359 @@
+//! What the tests share: a watchdog that turns a hang into a failure, the
+//! calling contexts, one trait over the adapters, and thread counting.
+#![allow(dead_code)]
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use executor_bridge::{Bridge, Pollster, Runtime};
+
+/// The watchdog limit most tests use, in seconds: generous, for a loaded
+/// machine.
+pub const LIMIT: u64 = 60;
+
+/// Runs `f` on a fresh thread and fails the test if it has not returned after
+/// `secs` seconds. A panic inside `f` is resumed here with its payload.
+#[track_caller]
+pub fn watchdog<T, F>(secs: u64, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::Builder::new()
+        .name("watched".into())
+        .spawn(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(());
+            out
+        })
+        .expect("spawn the watched thread");
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join().expect("join") {
+            Ok(v) => v,
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: the test hung for more than {secs} s")
+        }
+    }
+}
+
+/// Polls `cond` every millisecond until it holds or `limit` passes; returns
+/// whether it held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Names of this process's threads, as the kernel reports them (at most 15
+/// bytes each).
+pub fn thread_names() -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for entry in dir.flatten() {
+            if let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) {
+                names.push(name.trim_end().to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Number of threads of this process whose name starts with `prefix`. Tests
+/// that count threads give their bridge a thread name of their own.
+pub fn threads_named(prefix: &str) -> usize {
+    thread_names().iter().filter(|n| n.starts_with(prefix)).count()
+}
+
+/// Sets its flag when dropped.
+#[derive(Debug)]
+pub struct DropFlag(Arc<AtomicBool>);
+
+impl DropFlag {
+    /// A guard and the flag it sets on drop.
+    pub fn new() -> (DropFlag, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (DropFlag(Arc::clone(&flag)), flag)
+    }
+}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether a [`DropFlag`] was dropped.
+pub fn is_set(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::SeqCst)
+}
+
+/// A panic payload that is neither `&str` nor `String`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Payload(pub u32);
+
+/// The text of a `&str` or `String` panic payload.
+pub fn message(payload: &(dyn Any + Send)) -> Option<String> {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        Some((*s).to_owned())
+    } else {
+        payload.downcast_ref::<String>().cloned()
+    }
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The adapters under test, one interface: how to make one, and a timer
+/// that needs that very runtime (so a future really depends on it).
+pub trait TestRuntime: Runtime + Clone {
+    /// Short name, for thread names and messages.
+    const NAME: &'static str;
+    /// A fresh adapter.
+    fn make() -> Self;
+    /// A sleep driven by this runtime's own timer.
+    fn sleep(d: Duration) -> BoxFuture<()>;
+}
+
+impl TestRuntime for Pollster {
+    const NAME: &'static str = "pollster";
+    fn make() -> Self {
+        Pollster
+    }
+    fn sleep(d: Duration) -> BoxFuture<()> {
+        Box::pin(thread_sleep(d))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl TestRuntime for executor_bridge::Tokio {
+    const NAME: &'static str = "tokio";
+    fn make() -> Self {
+        executor_bridge::Tokio::new()
+    }
+    fn sleep(d: Duration) -> BoxFuture<()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+#[cfg(feature = "smol")]
+impl TestRuntime for executor_bridge::Smol {
+    const NAME: &'static str = "smol";
+    fn make() -> Self {
+        executor_bridge::Smol
+    }
+    fn sleep(d: Duration) -> BoxFuture<()> {
+        Box::pin(async move {
+            smol::Timer::after(d).await;
+        })
+    }
+}
+
+#[cfg(feature = "async-std")]
+impl TestRuntime for executor_bridge::AsyncStd {
+    const NAME: &'static str = "async-std";
+    fn make() -> Self {
+        executor_bridge::AsyncStd
+    }
+    fn sleep(d: Duration) -> BoxFuture<()> {
+        Box::pin(async_std::task::sleep(d))
+    }
+}
+
+/// A timer that needs no runtime: a helper thread completes it.
+pub async fn thread_sleep(d: Duration) {
+    let (tx, rx) = async_channel::bounded::<()>(1);
+    thread::Builder::new()
+        .name("test-timer".into())
+        .spawn(move || {
+            thread::sleep(d);
+            let _ = tx.send_blocking(());
+        })
+        .expect("spawn a timer thread");
+    let _ = rx.recv().await;
+}
+
+/// One `#[test]` per enabled adapter for a check generic over
+/// [`TestRuntime`], each under the watchdog: `per_runtime!(check);` makes a
+/// module `check` with tests `pollster`, `tokio`, `smol`, `async_std`.
+macro_rules! per_runtime {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[test]
+            fn pollster() {
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Pollster>());
+            }
+            #[cfg(feature = "tokio")]
+            #[test]
+            fn tokio() {
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Tokio>());
+            }
+            #[cfg(feature = "smol")]
+            #[test]
+            fn smol() {
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Smol>());
+            }
+            #[cfg(feature = "async-std")]
+            #[test]
+            fn async_std() {
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::AsyncStd>());
+            }
+        }
+    )*};
+}
+pub(crate) use per_runtime;
+
+/// A calling context: where blocking code that calls the bridge can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ctx {
+    /// A plain thread.
+    Plain,
+    /// Inside a future the same bridge runs (a nested call).
+    Nested,
+    /// The body of a tokio current_thread runtime (`#[tokio::test]`).
+    #[cfg(feature = "tokio")]
+    CurrentThread,
+    /// A task spawned on a tokio current_thread runtime.
+    #[cfg(feature = "tokio")]
+    CurrentThreadTask,
+    /// A `LocalSet` on a current_thread runtime, in a `spawn_local` task.
+    #[cfg(feature = "tokio")]
+    LocalSetTask,
+    /// A task on a tokio multi_thread worker.
+    #[cfg(feature = "tokio")]
+    Worker,
+    /// The `block_on` thread of a multi_thread runtime.
+    #[cfg(feature = "tokio")]
+    MultiThreadBlockOn,
+    /// A `spawn_blocking` thread of a multi_thread runtime.
+    #[cfg(feature = "tokio")]
+    SpawnBlocking,
+    /// A thread that entered a runtime's handle (`Handle::enter`).
+    #[cfg(feature = "tokio")]
+    EnteredHandle,
+    /// Inside `smol::block_on`.
+    #[cfg(feature = "smol")]
+    SmolBlockOn,
+    /// Inside `async_std::task::block_on`.
+    #[cfg(feature = "async-std")]
+    AsyncStdBlockOn,
+    /// Inside `futures::executor::block_on`.
+    FuturesBlockOn,
+}
+
+impl Ctx {
+    /// Every context the enabled features allow.
+    pub fn all() -> Vec<Ctx> {
+        vec![
+            Ctx::Plain,
+            Ctx::Nested,
+            #[cfg(feature = "tokio")]
+            Ctx::CurrentThread,
+            #[cfg(feature = "tokio")]
+            Ctx::CurrentThreadTask,
+            #[cfg(feature = "tokio")]
+            Ctx::LocalSetTask,
+            #[cfg(feature = "tokio")]
+            Ctx::Worker,
+            #[cfg(feature = "tokio")]
+            Ctx::MultiThreadBlockOn,
+            #[cfg(feature = "tokio")]
+            Ctx::SpawnBlocking,
+            #[cfg(feature = "tokio")]
+            Ctx::EnteredHandle,
+            #[cfg(feature = "smol")]
+            Ctx::SmolBlockOn,
+            #[cfg(feature = "async-std")]
+            Ctx::AsyncStdBlockOn,
+            Ctx::FuturesBlockOn,
+        ]
+    }
+
+    /// Runs `f` (given a clone of `bridge`) from this context and returns its
+    /// output; a panic in `f` resumes here with its payload.
+    pub fn run<R, T, F>(self, bridge: &Bridge<R>, f: F) -> T
+    where
+        R: Runtime,
+        T: Send + 'static,
+        F: FnOnce(Bridge<R>) -> T + Send + 'static,
+    {
+        let bridge = bridge.clone();
+        match self {
+            Ctx::Plain => f(bridge),
+            Ctx::Nested => {
+                let inner = bridge.clone();
+                bridge.run(move || async move { f(inner) })
+            }
+            #[cfg(feature = "tokio")]
+            Ctx::CurrentThread => current_thread().block_on(async move { f(bridge) }),
+            #[cfg(feature = "tokio")]
+            Ctx::CurrentThreadTask => {
+                current_thread().block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) })
+            }
+            #[cfg(feature = "tokio")]
+            Ctx::LocalSetTask => {
+                let local = tokio::task::LocalSet::new();
+                current_thread().block_on(local.run_until(async move {
+                    join(tokio::task::spawn_local(async move { f(bridge) }).await)
+                }))
+            }
+            #[cfg(feature = "tokio")]
+            Ctx::Worker => multi_thread().block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) }),
+            #[cfg(feature = "tokio")]
+            Ctx::MultiThreadBlockOn => multi_thread().block_on(async move { f(bridge) }),
+            #[cfg(feature = "tokio")]
+            Ctx::SpawnBlocking => multi_thread()
+                .block_on(async move { join(tokio::task::spawn_blocking(move || f(bridge)).await) }),
+            #[cfg(feature = "tokio")]
+            Ctx::EnteredHandle => {
+                let rt = multi_thread();
+                let _entered = rt.enter();
+                f(bridge)
+            }
+            #[cfg(feature = "smol")]
+            Ctx::SmolBlockOn => smol::block_on(async move { f(bridge) }),
+            #[cfg(feature = "async-std")]
+            Ctx::AsyncStdBlockOn => async_std::task::block_on(async move { f(bridge) }),
+            Ctx::FuturesBlockOn => futures::executor::block_on(async move { f(bridge) }),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a current_thread runtime")
+}
+
+#[cfg(feature = "tokio")]
+pub fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a multi_thread runtime")
+}
+
+/// A task's output, its panic resumed with the payload.
+#[cfg(feature = "tokio")]
+pub fn join<T>(joined: Result<T, tokio::task::JoinError>) -> T {
+    match joined {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

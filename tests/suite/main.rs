@@ -1,0 +1,19 @@
+//! The crate's tests, one binary: each module one subject; the adapters and
+//! the calling contexts come from `common`.
+
+mod common;
+
+mod contexts;
+mod custom;
+mod faults;
+mod pool;
+mod read;
+mod run;
+mod seed;
+mod smoke;
+mod streams;
+mod stress;
+#[cfg(feature = "tokio")]
+mod tokio;
+#[cfg(feature = "tracing")]
+mod tracing;
