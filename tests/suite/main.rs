@@ -14,6 +14,6 @@ mod smoke;
 mod streams;
 mod stress;
 #[cfg(feature = "tokio")]
-mod tokio;
+mod tokio_adapter;
 #[cfg(feature = "tracing")]
-mod tracing;
+mod spans;
