@@ -233,7 +233,10 @@ impl Tokio {
 /// Starts an owned runtime: the first call's slow path.
 #[cold]
 #[inline(never)]
-fn start<'a>(started: &'a OnceLock<Started>, given: &Mutex<Option<TokioRuntime>>) -> io::Result<&'a Started> {
+fn start<'a>(
+    started: &'a OnceLock<Started>,
+    given: &Mutex<Option<TokioRuntime>>,
+) -> io::Result<&'a Started> {
     let mut given = lock(given);
     if let Some(started) = started.get() {
         return Ok(started);
@@ -280,7 +283,9 @@ impl fmt::Debug for Tokio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, started) = match &*self.inner {
             Inner::Owned { started, .. } => match started.get() {
-                Some(Started { callers: Some(_), .. }) => ("caller-driven", true),
+                Some(Started {
+                    callers: Some(_), ..
+                }) => ("caller-driven", true),
                 Some(_) => ("multi_thread", true),
                 None => ("owned", false),
             },

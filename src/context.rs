@@ -161,7 +161,9 @@ fn tokio_here() -> Here {
 /// that budget, whose exhaustion defers wake-ups until the task yields,
 /// which a blocked caller never does (tokio#2376).
 #[inline]
-pub(crate) fn own_budget<F: std::future::Future>(fut: F) -> impl std::future::Future<Output = F::Output> {
+pub(crate) fn own_budget<F: std::future::Future>(
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
     #[cfg(feature = "tokio")]
     {
         ::tokio::task::unconstrained(fut)

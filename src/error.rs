@@ -183,7 +183,9 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
-            Repr::Panic { message, .. } => f.debug_struct("Panic").field("message", message).finish(),
+            Repr::Panic { message, .. } => {
+                f.debug_struct("Panic").field("message", message).finish()
+            }
             Repr::Timeout(d) => f.debug_tuple("Timeout").field(d).finish(),
             Repr::Thread(e) => f.debug_tuple("Spawn").field(e).finish(),
             Repr::Runtime(e) => f.debug_tuple("Runtime").field(e).finish(),

@@ -202,14 +202,19 @@ impl<R: Runtime> Bridge<R> {
         let work = Box::new(move |rt: &dyn local::BlockOn| {
             carry.run(|| {
                 let mut produce = std::pin::pin!(produce(make, demand_rx, items_tx.clone()));
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| rt.block_on_dyn(produce.as_mut()))) {
+                if let Err(payload) =
+                    catch_unwind(AssertUnwindSafe(|| rt.block_on_dyn(produce.as_mut())))
+                {
                     // The runtime itself failed the stream (a shut-down
                     // runtime, a panicking `block_on`).
                     let _ = items_tx.try_send(Msg::Panic(payload));
                 }
             })
         });
-        let inner = match self.start().and_then(|()| Exec::submit(&**self.pool(), work)) {
+        let inner = match self
+            .start()
+            .and_then(|()| Exec::submit(&**self.pool(), work))
+        {
             Ok(_) => Inner::Pipe(Pipe {
                 items,
                 demand,
@@ -424,7 +429,9 @@ impl<T: Send + 'static> Direct<T> {
             };
         }
         let polled = catch_unwind(AssertUnwindSafe(|| {
-            local::here(&*self.exec, placement, stream.as_mut(), |s, cx| s.poll_next(cx))
+            local::here(&*self.exec, placement, stream.as_mut(), |s, cx| {
+                s.poll_next(cx)
+            })
         }));
         match polled {
             Ok(Some(item)) => {
@@ -440,7 +447,10 @@ impl<T: Send + 'static> Direct<T> {
     }
 
     /// Takes back what a loop thread returned: `Some` if it ends the call.
-    fn back(&mut self, back: Result<local::Back<dyn Stream<Item = T> + Send, Option<T>>, Error>) -> Option<Result<Option<T>, Error>> {
+    fn back(
+        &mut self,
+        back: Result<local::Back<dyn Stream<Item = T> + Send, Option<T>>, Error>,
+    ) -> Option<Result<Option<T>, Error>> {
         let back = match back {
             Ok(back) => back,
             Err(e) => return Some(Err(e)),
@@ -497,8 +507,11 @@ impl<T: Send + 'static> BlockingIter<T> {
     /// after any error but a timeout.
     #[track_caller]
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<T>, Error> {
-        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
-        self.pull(Some(deadline)).unwrap_or(Err(Error::timeout(timeout)))
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(far_future);
+        self.pull(Some(deadline))
+            .unwrap_or(Err(Error::timeout(timeout)))
     }
 
     /// The next item, waiting until `deadline` (`None` if it passed). The
@@ -554,7 +567,10 @@ impl<T: Send + 'static> Iterator for BlockingIter<T> {
     /// thread went away. The iterator is finished afterwards.
     #[track_caller]
     fn next(&mut self) -> Option<T> {
-        match self.pull(None).expect("a wait without a deadline completes") {
+        match self
+            .pull(None)
+            .expect("a wait without a deadline completes")
+        {
             Ok(item) => item,
             Err(e) => e.raise(),
         }
@@ -563,7 +579,8 @@ impl<T: Send + 'static> Iterator for BlockingIter<T> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         match &self.inner {
             Inner::Direct(Direct {
-                stream: Some(stream), ..
+                stream: Some(stream),
+                ..
             }) => stream.size_hint(),
             Inner::Pipe(pipe) => (pipe.buf.len(), None),
             Inner::Done => (0, Some(0)),

@@ -12,13 +12,16 @@ mod bridge;
 mod carry;
 mod context;
 mod error;
+mod io;
 mod iter;
 mod local;
 mod pool;
 mod read;
 mod runtime;
 mod scoped;
+mod sink;
 mod wait;
+mod write;
 
 #[path = "../adapters/mod.rs"]
 mod adapters;
@@ -27,9 +30,12 @@ pub mod guide;
 
 pub use bridge::{Bridge, Builder};
 pub use error::Error;
+pub use io::BlockingIo;
 pub use iter::BlockingIter;
 pub use read::BlockingReader;
 pub use runtime::Runtime;
+pub use sink::{BlockingSink, SendError, SinkStream};
+pub use write::BlockingWriter;
 
 pub use adapters::pollster::Pollster;
 

@@ -133,7 +133,11 @@ where
 
 /// Sends `obj` to a loop thread and polls `op` on it there, until it
 /// completes or [`Away::cancel`] stops it at its next poll.
-pub(crate) fn send_away<S, O, Op>(exec: &Arc<dyn Exec>, obj: Pin<Box<S>>, mut op: Op) -> Result<Away<S, O>, Error>
+pub(crate) fn send_away<S, O, Op>(
+    exec: &Arc<dyn Exec>,
+    obj: Pin<Box<S>>,
+    mut op: Op,
+) -> Result<Away<S, O>, Error>
 where
     S: ?Sized + Send + 'static,
     O: Send + 'static,
@@ -162,12 +166,18 @@ where
             }))
         });
         let back = match answer {
-            Ok(out) => Back { obj: Some(obj), out: Ok(out) },
+            Ok(out) => Back {
+                obj: Some(obj),
+                out: Ok(out),
+            },
             Err(payload) => {
                 // Its state is whatever the panic left: drop it here, where
                 // a panic of its destructor harms nobody.
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(obj)));
-                Back { obj: None, out: Err(payload) }
+                Back {
+                    obj: None,
+                    out: Err(payload),
+                }
             }
         };
         let _ = reply.try_send(back);

@@ -104,7 +104,8 @@ impl<R: Runtime> Bridge<R> {
         M: FnOnce() -> A + Send + 'static,
         A: AsyncRead + 'static,
     {
-        self.pipe(CHUNKS_AHEAD, move || chunks(make())).into_reader()
+        self.pipe(CHUNKS_AHEAD, move || chunks(make()))
+            .into_reader()
     }
 }
 
@@ -149,7 +150,11 @@ where
         while self.remaining() == 0 {
             self.pos = 0;
             self.chunk = None;
-            match self.chunks.pull(None).expect("a wait without a deadline completes") {
+            match self
+                .chunks
+                .pull(None)
+                .expect("a wait without a deadline completes")
+            {
                 Ok(Some(Ok(chunk))) => self.chunk = Some(chunk),
                 Ok(Some(Err(e))) => return Err(into_io(e)),
                 Ok(None) => return Ok(&[]),
@@ -164,7 +169,9 @@ where
     }
 
     fn remaining(&self) -> usize {
-        self.chunk.as_ref().map_or(0, |c| c.as_ref().len() - self.pos)
+        self.chunk
+            .as_ref()
+            .map_or(0, |c| c.as_ref().len() - self.pos)
     }
 }
 
@@ -205,7 +212,10 @@ where
 
 impl<B: AsRef<[u8]>, E> fmt::Debug for BlockingReader<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let buffered = self.chunk.as_ref().map_or(0, |c| c.as_ref().len() - self.pos);
+        let buffered = self
+            .chunk
+            .as_ref()
+            .map_or(0, |c| c.as_ref().len() - self.pos);
         f.debug_struct("BlockingReader")
             .field("buffered_bytes", &buffered)
             .field("chunks", &self.chunks)

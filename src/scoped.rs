@@ -66,7 +66,9 @@ impl<R: Runtime> Bridge<R> {
                     .spawn_scoped(scope, move || {
                         carry.run(|| {
                             let _depth = DepthGuard::enter();
-                            catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { make().await })))
+                            catch_unwind(AssertUnwindSafe(|| {
+                                rt.block_on(async move { make().await })
+                            }))
                         })
                     })
                     .map_err(Error::thread)?;

@@ -45,7 +45,12 @@ fn new_parker() -> (Parker, Waker) {
     (parker, Waker::from(unparker))
 }
 
-fn wait<F: Future>(parker: &Parker, waker: &Waker, fut: F, deadline: Option<Instant>) -> Option<F::Output> {
+fn wait<F: Future>(
+    parker: &Parker,
+    waker: &Waker,
+    fut: F,
+    deadline: Option<Instant>,
+) -> Option<F::Output> {
     let mut cx = Context::from_waker(waker);
     let mut fut = pin!(fut);
     loop {

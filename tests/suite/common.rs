@@ -76,7 +76,10 @@ pub fn thread_names() -> Vec<String> {
 /// Number of threads of this process whose name starts with `prefix`. Tests
 /// that count threads give their bridge a thread name of their own.
 pub fn threads_named(prefix: &str) -> usize {
-    thread_names().iter().filter(|n| n.starts_with(prefix)).count()
+    thread_names()
+        .iter()
+        .filter(|n| n.starts_with(prefix))
+        .count()
 }
 
 /// Sets its flag when dropped.
@@ -300,9 +303,8 @@ impl Ctx {
             #[cfg(feature = "tokio")]
             Ctx::CurrentThread => current_thread().block_on(async move { f(bridge) }),
             #[cfg(feature = "tokio")]
-            Ctx::CurrentThreadTask => {
-                current_thread().block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) })
-            }
+            Ctx::CurrentThreadTask => current_thread()
+                .block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) }),
             #[cfg(feature = "tokio")]
             Ctx::LocalSetTask => {
                 let local = tokio::task::LocalSet::new();
@@ -311,12 +313,14 @@ impl Ctx {
                 }))
             }
             #[cfg(feature = "tokio")]
-            Ctx::Worker => multi_thread().block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) }),
+            Ctx::Worker => multi_thread()
+                .block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) }),
             #[cfg(feature = "tokio")]
             Ctx::MultiThreadBlockOn => multi_thread().block_on(async move { f(bridge) }),
             #[cfg(feature = "tokio")]
-            Ctx::SpawnBlocking => multi_thread()
-                .block_on(async move { join(tokio::task::spawn_blocking(move || f(bridge)).await) }),
+            Ctx::SpawnBlocking => multi_thread().block_on(async move {
+                join(tokio::task::spawn_blocking(move || f(bridge)).await)
+            }),
             #[cfg(feature = "tokio")]
             Ctx::EnteredHandle => {
                 let rt = multi_thread();

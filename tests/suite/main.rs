@@ -11,9 +11,9 @@ mod read;
 mod run;
 mod seed;
 mod smoke;
+#[cfg(feature = "tracing")]
+mod spans;
 mod streams;
 mod stress;
 #[cfg(feature = "tokio")]
 mod tokio_adapter;
-#[cfg(feature = "tracing")]
-mod spans;

@@ -16,16 +16,20 @@ fn every_context_runs<R: TestRuntime>() {
                 1
             });
             let n: u32 = b
-                .iter_direct(|| futures_lite::stream::iter(1..=3).then(|x| async move {
-                    R::sleep(Duration::from_millis(1)).await;
-                    x
-                }))
+                .iter_direct(|| {
+                    futures_lite::stream::iter(1..=3).then(|x| async move {
+                        R::sleep(Duration::from_millis(1)).await;
+                        x
+                    })
+                })
                 .sum();
             let m: u32 = b
-                .iter(|| futures_lite::stream::iter(1..=3).then(|x| async move {
-                    R::sleep(Duration::from_millis(1)).await;
-                    x
-                }))
+                .iter(|| {
+                    futures_lite::stream::iter(1..=3).then(|x| async move {
+                        R::sleep(Duration::from_millis(1)).await;
+                        x
+                    })
+                })
                 .sum();
             (a, n, m)
         });

@@ -1,0 +1,282 @@
+//! [`BlockingIo`]: an async IO object driven directly by blocking calls.
+
+use std::fmt;
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures_lite::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite};
+
+use crate::context::Placement;
+use crate::local::{self, Exec};
+use crate::{Bridge, Error, Runtime};
+
+/// An async IO object (a file, a socket) behind blocking [`Read`],
+/// [`Write`], [`BufRead`] and [`Seek`], each as the object supports them.
+/// Made by [`Bridge::io`].
+///
+/// Every call is one operation on the object, run like
+/// [`Bridge::run`](crate::Bridge::run): on the caller's thread where that is
+/// safe (no copy: the object reads into and writes from the caller's
+/// buffer), with the object sent to a loop thread and back where it is not.
+/// Nothing is read ahead or written behind: a `read` takes what it returns
+/// from the source, a `write` has reached the object when it returns, a
+/// `seek` lands where it says. This is `tokio_util::io::SyncIoBridge` for any
+/// runtime, from any calling context, tokio's runtimes included.
+///
+/// A panic of the object resumes in the call that hit it; the object is
+/// dropped then, and later calls fail with [`io::ErrorKind::Other`].
+pub struct BlockingIo<T> {
+    exec: Arc<dyn Exec>,
+    /// `None` once a panic dropped it.
+    io: Option<Pin<Box<T>>>,
+}
+
+impl<R: Runtime> Bridge<R> {
+    /// Wraps the async IO object `io` for blocking calls: [`Read`] if it is a
+    /// [`futures_lite::AsyncRead`], [`Write`] for `AsyncWrite`, [`BufRead`]
+    /// for `AsyncBufRead`, [`Seek`] for `AsyncSeek` (the `futures-io` traits;
+    /// tokio's types convert with `tokio_util::compat`).
+    ///
+    /// The object must be `Send`: calls made where its runtime cannot be
+    /// waited for move it to a loop thread for the call. Create it with
+    /// [`run`](Bridge::run) (a socket's `connect`, a file's `open`), so that
+    /// it is registered with the bridge's runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    /// use futures_lite::io::Cursor;
+    /// use std::io::{Read, Seek, SeekFrom, Write};
+    ///
+    /// let bridge = Bridge::new(Pollster);
+    /// let mut file = bridge.io(Cursor::new(Vec::new()));
+    /// file.write_all(b"hello, bridge").unwrap();
+    /// file.seek(SeekFrom::Start(7)).unwrap();
+    /// let mut word = String::new();
+    /// file.read_to_string(&mut word).unwrap();
+    /// assert_eq!(word, "bridge");
+    /// ```
+    ///
+    /// # Alternatives
+    ///
+    /// To stream bytes through, overlapping the caller's work with the
+    /// object's, [`reader`](Bridge::reader) reads ahead and
+    /// [`writer`](Bridge::writer) writes behind, on a loop thread; they take
+    /// `!Send` objects too.
+    pub fn io<T: Send + 'static>(&self, io: T) -> BlockingIo<T> {
+        BlockingIo {
+            exec: self.pool().clone(),
+            io: Some(Box::pin(io)),
+        }
+    }
+}
+
+impl<T: Send + 'static> BlockingIo<T> {
+    /// The object, back from the bridge.
+    ///
+    /// # Errors
+    ///
+    /// Gives `self` back if a panic of the object dropped it.
+    pub fn into_inner(self) -> Result<T, Self>
+    where
+        T: Unpin,
+    {
+        match self.io {
+            Some(io) => Ok(*Pin::into_inner(io)),
+            None => Err(self),
+        }
+    }
+
+    /// Closes the object (`poll_close`: a socket's write shutdown, a
+    /// compressor's trailer), after flushing it.
+    ///
+    /// # Errors
+    ///
+    /// The object's error.
+    ///
+    /// # Blocking
+    ///
+    /// Until the object has closed.
+    pub fn close(&mut self) -> io::Result<()>
+    where
+        T: AsyncWrite,
+    {
+        self.both(|io, cx| io.poll_close(cx))?
+    }
+
+    /// Where the next operation runs (starting the runtime if needed).
+    fn placement(&self) -> io::Result<Placement> {
+        self.exec.start()?;
+        Ok(self.exec.placement())
+    }
+
+    /// Runs `op` wherever this call must run it: for operations whose state
+    /// is all in the closure.
+    fn both<O, Op>(&mut self, op: Op) -> io::Result<O>
+    where
+        O: Send + 'static,
+        Op: FnMut(Pin<&mut T>, &mut Context<'_>) -> Poll<O> + Send + 'static,
+    {
+        match self.placement()? {
+            Placement::Hop => self.away(op),
+            here => self.here(here, op),
+        }
+    }
+
+    /// Runs `op` on this thread, as `placement` (not a hop) says.
+    fn here<O>(
+        &mut self,
+        placement: Placement,
+        op: impl FnMut(Pin<&mut T>, &mut Context<'_>) -> Poll<O>,
+    ) -> io::Result<O> {
+        let exec = &*self.exec;
+        let io = self
+            .io
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the IO object panicked in an earlier call"))?;
+        match catch_unwind(AssertUnwindSafe(|| {
+            local::here(exec, placement, io.as_mut(), op)
+        })) {
+            Ok(out) => Ok(out),
+            Err(payload) => {
+                let io = self.io.take();
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(io)));
+                resume_unwind(payload)
+            }
+        }
+    }
+
+    /// Runs `op` on a loop thread, the object sent there and back.
+    fn away<O, Op>(&mut self, op: Op) -> io::Result<O>
+    where
+        O: Send + 'static,
+        Op: FnMut(Pin<&mut T>, &mut Context<'_>) -> Poll<O> + Send + 'static,
+    {
+        self.usable()?;
+        let io = self.io.take().expect("usable");
+        let away = local::send_away(&self.exec, io, op)?;
+        let back = away
+            .wait(None)
+            .expect("a wait without a deadline completes")?;
+        self.io = back.obj;
+        match back.out {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => Err(Error::lost().into()),
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+
+    fn usable(&mut self) -> io::Result<&mut Pin<Box<T>>> {
+        self.io
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the IO object panicked in an earlier call"))
+    }
+}
+
+impl<T: AsyncRead + Send + 'static> Read for BlockingIo<T> {
+    /// # Blocking
+    ///
+    /// Until the object has bytes, has ended, or has failed. An empty `buf`
+    /// returns `Ok(0)` at once.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let here = self.placement()?;
+        if here != Placement::Hop {
+            return self.here(here, |io, cx| io.poll_read(cx, buf))?;
+        }
+        let mut owned = vec![0; buf.len()];
+        let (n, owned) = self.away(move |io, cx| match io.poll_read(cx, &mut owned) {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok((n, std::mem::take(&mut owned)))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        })??;
+        buf[..n].copy_from_slice(&owned[..n]);
+        Ok(n)
+    }
+}
+
+impl<T: AsyncWrite + Send + 'static> Write for BlockingIo<T> {
+    /// # Blocking
+    ///
+    /// Until the object took some of `buf`, or failed.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let here = self.placement()?;
+        if here != Placement::Hop {
+            return self.here(here, |io, cx| io.poll_write(cx, buf))?;
+        }
+        let owned = buf.to_vec();
+        self.away(move |io, cx| io.poll_write(cx, &owned))?
+    }
+
+    /// # Blocking
+    ///
+    /// Until the object has flushed.
+    fn flush(&mut self) -> io::Result<()> {
+        self.both(|io, cx| io.poll_flush(cx))?
+    }
+}
+
+impl<T: AsyncBufRead + Send + 'static> BufRead for BlockingIo<T> {
+    /// # Blocking
+    ///
+    /// Until the object's buffer has bytes, the object has ended, or failed.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        // Fill the object's buffer (here or away), then borrow it: a filled
+        // buffer is returned again, at once, until consumed.
+        loop {
+            self.both(|io, cx| io.poll_fill_buf(cx).map(|r| r.map(|_| ())))??;
+            let filled = {
+                let io = self.usable()?;
+                matches!(
+                    io.as_mut()
+                        .poll_fill_buf(&mut Context::from_waker(Waker::noop())),
+                    Poll::Ready(_)
+                )
+            };
+            if filled {
+                break;
+            }
+        }
+        let io = self.io.as_mut().expect("filled above");
+        match io
+            .as_mut()
+            .poll_fill_buf(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(done) => done,
+            Poll::Pending => unreachable!("ready a moment ago"),
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        if let Some(io) = self.io.as_mut() {
+            io.as_mut().consume(amt);
+        }
+    }
+}
+
+impl<T: AsyncSeek + Send + 'static> Seek for BlockingIo<T> {
+    /// # Blocking
+    ///
+    /// Until the object has moved.
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.both(move |io, cx| io.poll_seek(cx, pos))?
+    }
+}
+
+impl<T> fmt::Debug for BlockingIo<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingIo")
+            .field("io", &std::any::type_name::<T>())
+            .field("usable", &self.io.is_some())
+            .finish()
+    }
+}
