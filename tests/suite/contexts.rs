@@ -1,1 +1,900 @@
-//! (being written)
+//! The context table as tests: every calling context (each `Ctx`, plus the
+//! other rows of the old table) times every entry point (`run`, `try_run`,
+//! `run_timeout`, `run_scoped`, `iter`, `iter_direct`, `reader`) times every
+//! adapter, each future waiting on its adapter's own timer so that it really
+//! needs that runtime. Then: nested calls three levels deep, destructors that
+//! call the bridge (in a future, a task, a stream, a cancelled call, at thread
+//! exit), the tokio traps (a worker awaiting a task it just spawned, tokio#4941;
+//! many calls past the coop budget, tokio#2376), and a `LocalSet` driven on a
+//! multi_thread runtime.
+//!
+//! The checks and [`Place`] are shared with `custom` (user runtimes) and
+//! `run`.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::io::{self, BufRead};
+use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use executor_bridge::{Bridge, Runtime};
+use futures_lite::{stream, Stream, StreamExt};
+
+#[cfg(feature = "tokio")]
+use crate::common::join;
+use crate::common::{eventually, is_set, message, per_runtime, watchdog, BoxFuture, Ctx, DropFlag, Payload};
+use crate::common::{TestRuntime, LIMIT};
+
+/// A timer of the runtime under test.
+pub(crate) type Sleep = fn(Duration) -> BoxFuture<()>;
+
+/// A check run from one place: the bridge, and its runtime's timer.
+pub(crate) type Check<R> = fn(&Bridge<R>, Sleep);
+
+pub(crate) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Panics with `payload` as it is, typed as any value.
+pub(crate) fn fail<T>(payload: impl Any + Send + 'static) -> T {
+    panic_any(payload)
+}
+
+/// `0..n`, each item after a nap on `sleep`.
+pub(crate) fn ticks(sleep: Sleep, n: u32) -> impl Stream<Item = u32> + Send + 'static {
+    stream::unfold(0u32, move |i| async move {
+        if i < n {
+            sleep(ms(1)).await;
+            Some((i, i + 1))
+        } else {
+            None
+        }
+    })
+}
+
+/// Where blocking code can call the bridge from: every [`Ctx`], plus the
+/// rows of the old table that `Ctx` does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    Ctx(Ctx),
+    /// A `spawn_blocking` thread of a current_thread runtime.
+    #[cfg(feature = "tokio")]
+    SpawnBlockingOnCurrentThread,
+    /// The body of a `LocalSet` on a current_thread runtime.
+    #[cfg(feature = "tokio")]
+    LocalSetBody,
+    /// A task on a multi_thread runtime with a single worker.
+    #[cfg(feature = "tokio")]
+    SingleWorker,
+    /// `block_on(local.run_until(..))` on a multi_thread runtime: the body.
+    #[cfg(feature = "tokio")]
+    MultiThreadLocalSetBody,
+    /// A `spawn_local` task of a `LocalSet` driven by a multi_thread
+    /// runtime's `block_on`.
+    #[cfg(feature = "tokio")]
+    MultiThreadLocalSetTask,
+    /// A `smol::spawn` task.
+    #[cfg(feature = "smol")]
+    SmolTask,
+    /// An `async_std::task::spawn` task.
+    #[cfg(feature = "async-std")]
+    AsyncStdTask,
+}
+
+impl Place {
+    /// Every place the enabled features allow.
+    pub(crate) fn all() -> Vec<Place> {
+        let mut all: Vec<Place> = Ctx::all().into_iter().map(Place::Ctx).collect();
+        all.extend([
+            #[cfg(feature = "tokio")]
+            Place::SpawnBlockingOnCurrentThread,
+            #[cfg(feature = "tokio")]
+            Place::LocalSetBody,
+            #[cfg(feature = "tokio")]
+            Place::SingleWorker,
+            #[cfg(feature = "tokio")]
+            Place::MultiThreadLocalSetBody,
+            #[cfg(feature = "tokio")]
+            Place::MultiThreadLocalSetTask,
+            #[cfg(feature = "smol")]
+            Place::SmolTask,
+            #[cfg(feature = "async-std")]
+            Place::AsyncStdTask,
+        ]);
+        all
+    }
+
+    /// Runs `f` (given a clone of `bridge`) from this place; a panic in `f`
+    /// resumes here with its payload.
+    pub(crate) fn run<R, T, F>(self, bridge: &Bridge<R>, f: F) -> T
+    where
+        R: Runtime,
+        T: Send + 'static,
+        F: FnOnce(Bridge<R>) -> T + Send + 'static,
+    {
+        #[allow(unused_variables)]
+        let b = bridge.clone();
+        match self {
+            Place::Ctx(ctx) => ctx.run(bridge, f),
+            #[cfg(feature = "tokio")]
+            Place::SpawnBlockingOnCurrentThread => crate::common::current_thread()
+                .block_on(async move { join(tokio::task::spawn_blocking(move || f(b)).await) }),
+            #[cfg(feature = "tokio")]
+            Place::LocalSetBody => {
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&crate::common::current_thread(), async move { f(b) })
+            }
+            #[cfg(feature = "tokio")]
+            Place::SingleWorker => {
+                multi_thread(1).block_on(async move { join(tokio::spawn(async move { f(b) }).await) })
+            }
+            #[cfg(feature = "tokio")]
+            Place::MultiThreadLocalSetBody => {
+                let local = tokio::task::LocalSet::new();
+                multi_thread(2).block_on(local.run_until(async move { f(b) }))
+            }
+            #[cfg(feature = "tokio")]
+            Place::MultiThreadLocalSetTask => {
+                let local = tokio::task::LocalSet::new();
+                multi_thread(2).block_on(local.run_until(async move {
+                    join(tokio::task::spawn_local(async move { f(b) }).await)
+                }))
+            }
+            #[cfg(feature = "smol")]
+            Place::SmolTask => smol::block_on(smol::spawn(async move { f(b) })),
+            #[cfg(feature = "async-std")]
+            Place::AsyncStdTask => async_std::task::block_on(async_std::task::spawn(async move { f(b) })),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub(crate) fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("build a multi_thread runtime")
+}
+
+/// Runs `check` from each of `places`, naming the check and the place in a
+/// failure.
+pub(crate) fn from_each<R: Runtime>(what: &str, bridge: &Bridge<R>, places: &[Place], sleep: Sleep, check: Check<R>) {
+    for &place in places {
+        let got = catch_unwind(AssertUnwindSafe(|| place.run(bridge, move |b| check(&b, sleep))));
+        if let Err(payload) = got {
+            let text = message(&*payload).unwrap_or_else(|| "(a panic without a text payload)".into());
+            panic!("{what} from {place:?}: {text}");
+        }
+    }
+}
+
+/// The checks of the table, by entry point.
+pub(crate) fn checks<R: Runtime>() -> Vec<(&'static str, Check<R>)> {
+    vec![
+        ("run", check_run::<R>),
+        ("try_run", check_try_run::<R>),
+        ("run_timeout", check_run_timeout::<R>),
+        ("run_scoped", check_run_scoped::<R>),
+        ("iter", check_iter::<R>),
+        ("iter_direct", check_iter_direct::<R>),
+        ("reader", check_reader::<R>),
+    ]
+}
+
+/// `run`: a `!Send` future made in the factory, pending on the runtime's
+/// timer; a ready one; a panic's payload; the bridge still usable after it.
+pub(crate) fn check_run<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    let out = b.run(move || {
+        let rc = Rc::new(40u32);
+        async move {
+            sleep(ms(3)).await;
+            *rc + 2
+        }
+    });
+    assert_eq!(out, 42);
+    assert_eq!(b.run(|| async { 1u32 }), 1, "a ready future");
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        b.run(move || async move {
+            sleep(ms(1)).await;
+            fail::<u32>(Payload(5))
+        })
+    }))
+    .unwrap_err();
+    assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(5)), "the panic's payload");
+    let again = b.run(move || async move {
+        sleep(ms(1)).await;
+        2u32
+    });
+    assert_eq!(again, 2, "a call after a panic");
+}
+
+/// `try_run`: the output, and a panic as an error with its payload.
+pub(crate) fn check_try_run<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    let out = b.try_run(move || {
+        let rc = Rc::new(2u32);
+        async move {
+            sleep(ms(2)).await;
+            *rc
+        }
+    });
+    assert_eq!(out.unwrap(), 2);
+    let err = b
+        .try_run(move || async move {
+            sleep(ms(1)).await;
+            fail::<u32>("boom")
+        })
+        .unwrap_err();
+    assert!(err.is_panic(), "{err:?}");
+    assert_eq!(err.panic_message(), Some("boom"));
+    assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"boom"));
+}
+
+/// `run_timeout`: the output in time; a late future times out and is gone
+/// when the call returns.
+pub(crate) fn check_run_timeout<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    let out = b.run_timeout(Duration::from_secs(LIMIT), move || {
+        let rc = Rc::new(3u32);
+        async move {
+            sleep(ms(2)).await;
+            *rc
+        }
+    });
+    assert_eq!(out.unwrap(), 3);
+    let (guard, dropped) = DropFlag::new();
+    let late = b
+        .run_timeout(ms(30), move || async move {
+            let _guard = guard;
+            sleep(Duration::from_secs(20)).await;
+            4u32
+        })
+        .unwrap_err();
+    assert!(late.is_timeout(), "{late:?}");
+    assert!(is_set(&dropped), "the timed-out future outlived run_timeout");
+}
+
+/// `run_scoped`: the factory and the future borrow and mutate the caller's
+/// data, the output borrows it, and a nested `run_scoped` does too.
+pub(crate) fn check_run_scoped<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    let words: Vec<String> = ["borrowed", "not", "moved"].map(String::from).to_vec();
+    let mut made = 0u32;
+    let mut polled = 0u32;
+    let longest: &str = {
+        let (words, made, polled) = (&words, &mut made, &mut polled);
+        b.run_scoped(move || {
+            *made += 1;
+            let rc = Rc::new(2u32); // !Send, held across an await
+            async move {
+                sleep(ms(2)).await;
+                *polled += *rc;
+                words.iter().max_by_key(|w| w.len()).expect("words").as_str()
+            }
+        })
+    };
+    assert_eq!((longest, made, polled), ("borrowed", 1, 2));
+    let mut log = Vec::new();
+    b.run_scoped(|| async {
+        sleep(ms(1)).await;
+        log.push(1);
+        b.run_scoped(|| async {
+            sleep(ms(1)).await;
+            log.push(2);
+        });
+    });
+    assert_eq!(log, [1, 2]);
+}
+
+/// `iter`: a `!Send` stream on the runtime's timer, in order; a late item:
+/// `next_timeout` gives up, then delivers it; a panic of the stream.
+pub(crate) fn check_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    let items: Vec<u32> = b
+        .iter(move || {
+            let base = Rc::new(10u32);
+            ticks(sleep, 4).map(move |x| x + *base)
+        })
+        .collect();
+    assert_eq!(items, [10, 11, 12, 13]);
+    let mut late = b.iter(move || {
+        stream::once_future(async move {
+            sleep(ms(150)).await;
+            9u32
+        })
+    });
+    let err = late.next_timeout(ms(10)).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(late.next_timeout(Duration::from_secs(LIMIT)).unwrap(), Some(9), "the late item was lost");
+    assert_eq!(late.next(), None);
+    let mut bad = b.iter(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
+    assert_eq!(bad.next(), Some(0));
+    let payload = catch_unwind(AssertUnwindSafe(|| bad.next())).unwrap_err();
+    assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(1)));
+    assert_eq!(bad.next(), None, "fused after a panic");
+}
+
+/// `iter_direct`: as `iter`, for a `Send` stream.
+pub(crate) fn check_iter_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    let items: Vec<u32> = b.iter_direct(move || ticks(sleep, 4)).collect();
+    assert_eq!(items, [0, 1, 2, 3]);
+    let mut late = b.iter_direct(move || {
+        stream::once_future(async move {
+            sleep(ms(150)).await;
+            9u32
+        })
+    });
+    let err = late.next_timeout(ms(10)).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(late.next_timeout(Duration::from_secs(LIMIT)).unwrap(), Some(9), "the late item was lost");
+    assert_eq!(late.next(), None);
+    let mut bad = b.iter_direct(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
+    assert_eq!(bad.next(), Some(0));
+    let payload = catch_unwind(AssertUnwindSafe(|| bad.next())).unwrap_err();
+    assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(1)));
+    assert_eq!(bad.next(), None, "fused after a panic");
+}
+
+/// A `!Send` async reader whose chunks come on the runtime's timer.
+pub(crate) fn slow_reader(sleep: Sleep, chunks: Vec<&'static str>) -> impl futures_lite::AsyncRead + 'static {
+    let rc = Rc::new(());
+    let chunks = stream::iter(chunks).then(move |chunk| {
+        let _keep = Rc::clone(&rc);
+        async move {
+            sleep(ms(1)).await;
+            Ok::<_, io::Error>(chunk.as_bytes())
+        }
+    });
+    futures::TryStreamExt::into_async_read(Box::pin(chunks))
+}
+
+/// `reader`: lines across chunk boundaries, every byte, in order.
+pub(crate) fn check_reader<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    let reader = b.reader(move || slow_reader(sleep, vec!["first li", "ne\nsecond line\n", "third"]));
+    let lines: Vec<String> = reader.lines().collect::<io::Result<_>>().unwrap();
+    assert_eq!(lines, ["first line", "second line", "third"]);
+}
+
+fn table<R: TestRuntime>(what: &str) {
+    let bridge = Bridge::new(R::make());
+    let (_, check) = checks::<R>().into_iter().find(|(name, _)| *name == what).expect("a check");
+    from_each(what, &bridge, &Place::all(), R::sleep, check);
+}
+
+fn table_run<R: TestRuntime>() {
+    table::<R>("run");
+}
+fn table_try_run<R: TestRuntime>() {
+    table::<R>("try_run");
+}
+fn table_run_timeout<R: TestRuntime>() {
+    table::<R>("run_timeout");
+}
+fn table_run_scoped<R: TestRuntime>() {
+    table::<R>("run_scoped");
+}
+fn table_iter<R: TestRuntime>() {
+    table::<R>("iter");
+}
+fn table_iter_direct<R: TestRuntime>() {
+    table::<R>("iter_direct");
+}
+fn table_reader<R: TestRuntime>() {
+    table::<R>("reader");
+}
+
+per_runtime!(
+    table_run,
+    table_try_run,
+    table_run_timeout,
+    table_run_scoped,
+    table_iter,
+    table_iter_direct,
+    table_reader
+);
+
+/// The same table on `SmolExecutor`, whose `enter` says no: calls from a
+/// tokio runtime and nested calls hop. Its timer is a task of the adapter's
+/// executor, which advances only inside the adapter's `block_on`.
+#[cfg(feature = "smol")]
+mod smol_executor {
+    use std::sync::{Arc, LazyLock};
+    use std::time::Duration;
+
+    use executor_bridge::{Bridge, SmolExecutor};
+
+    use super::{checks, from_each, Place};
+    use crate::common::{watchdog, BoxFuture, LIMIT};
+
+    static EXECUTOR: LazyLock<Arc<smol::Executor<'static>>> = LazyLock::new(|| Arc::new(smol::Executor::new()));
+
+    pub(crate) fn bridge() -> Bridge<SmolExecutor> {
+        Bridge::new(SmolExecutor::new(Arc::clone(&EXECUTOR)))
+    }
+
+    pub(crate) fn sleep(d: Duration) -> BoxFuture<()> {
+        Box::pin(EXECUTOR.spawn(async move {
+            smol::Timer::after(d).await;
+        }))
+    }
+
+    fn table(what: &'static str) {
+        watchdog(LIMIT, move || {
+            let (_, check) = checks().into_iter().find(|(name, _)| *name == what).expect("a check");
+            from_each(what, &bridge(), &Place::all(), sleep, check);
+        });
+    }
+
+    #[test]
+    fn table_run() {
+        table("run");
+    }
+    #[test]
+    fn table_try_run() {
+        table("try_run");
+    }
+    #[test]
+    fn table_run_timeout() {
+        table("run_timeout");
+    }
+    #[test]
+    fn table_run_scoped() {
+        table("run_scoped");
+    }
+    #[test]
+    fn table_iter() {
+        table("iter");
+    }
+    #[test]
+    fn table_iter_direct() {
+        table("iter_direct");
+    }
+    #[test]
+    fn table_reader() {
+        table("reader");
+    }
+    #[test]
+    fn nested_three_levels() {
+        watchdog(LIMIT, || from_each("nested", &bridge(), &Place::all(), sleep, super::check_nested));
+    }
+}
+
+// ===== Nested calls =====
+
+/// `run` in `run` in `run`.
+fn level<R: Runtime>(b: &Bridge<R>, sleep: Sleep, depth: u32) -> u32 {
+    if depth == 0 {
+        return 0;
+    }
+    let inner = b.clone();
+    b.run(move || async move {
+        sleep(ms(1)).await;
+        level(&inner, sleep, depth - 1) + 1
+    })
+}
+
+/// `iter` whose items come from nested `iter`s: 1 + 2 * the level below.
+fn level_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep, depth: u32) -> u32 {
+    if depth == 0 {
+        return 0;
+    }
+    let inner = b.clone();
+    b.iter(move || {
+        ticks(sleep, 2).then(move |i| {
+            let inner = inner.clone();
+            async move { i + level_iter(&inner, sleep, depth - 1) }
+        })
+    })
+    .sum()
+}
+
+/// The same with `iter_direct`.
+fn level_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep, depth: u32) -> u32 {
+    if depth == 0 {
+        return 0;
+    }
+    let inner = b.clone();
+    b.iter_direct(move || {
+        ticks(sleep, 2).then(move |i| {
+            let inner = inner.clone();
+            async move { i + level_direct(&inner, sleep, depth - 1) }
+        })
+    })
+    .sum()
+}
+
+/// `run_scoped` in `run_scoped` in `run_scoped`, each writing one borrowed log.
+fn level_scoped<R: Runtime>(b: &Bridge<R>, sleep: Sleep, log: &mut Vec<u32>, depth: u32) {
+    if depth == 0 {
+        return;
+    }
+    b.run_scoped(|| async {
+        sleep(ms(1)).await;
+        log.push(depth);
+        level_scoped(b, sleep, log, depth - 1);
+    });
+}
+
+/// Three levels of each entry point, and one chain mixing them.
+pub(crate) fn check_nested<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
+    assert_eq!(level(b, sleep, 3), 3, "run");
+    assert_eq!(level_iter(b, sleep, 3), 7, "iter");
+    assert_eq!(level_direct(b, sleep, 3), 7, "iter_direct");
+    let mut log = Vec::new();
+    level_scoped(b, sleep, &mut log, 3);
+    assert_eq!(log, [3, 2, 1], "run_scoped");
+    let (b1, b2) = (b.clone(), b.clone());
+    let mixed = b.run(move || async move {
+        sleep(ms(1)).await;
+        b1.iter_direct(move || {
+            ticks(sleep, 3).then(move |i| {
+                let b2 = b2.clone();
+                async move {
+                    let mut seen = 0;
+                    b2.run_scoped(|| async {
+                        sleep(ms(1)).await;
+                        seen = b2.iter(move || ticks(sleep, 2)).count() as u32;
+                    });
+                    let b3 = b2.clone();
+                    let timed = b2
+                        .run_timeout(Duration::from_secs(LIMIT), move || async move {
+                            sleep(ms(1)).await;
+                            b3.try_run(|| async { 100u32 }).unwrap()
+                        })
+                        .unwrap();
+                    i + seen * 10 + timed
+                }
+            })
+        })
+        .sum::<u32>()
+    });
+    assert_eq!(mixed, 3 + 3 * (20 + 100), "run > iter_direct > run_scoped/run_timeout > iter/try_run");
+}
+
+fn nested_three_levels<R: TestRuntime>() {
+    from_each("nested", &Bridge::new(R::make()), &Place::all(), R::sleep, check_nested::<R>);
+}
+
+per_runtime!(nested_three_levels);
+
+// ===== Destructors that call the bridge =====
+
+/// Calls the bridge, every way, from its destructor, and records the sum of
+/// what the calls returned.
+pub(crate) struct CallsOnDrop<R: Runtime> {
+    pub(crate) b: Bridge<R>,
+    pub(crate) sleep: Sleep,
+    pub(crate) out: Arc<AtomicU32>,
+}
+
+/// What a [`CallsOnDrop`] records once its calls are done.
+pub(crate) const DROP_SUM: u32 = 5 + 3 + 3 + 7 + 1;
+
+impl<R: Runtime> CallsOnDrop<R> {
+    pub(crate) fn new(b: &Bridge<R>, sleep: Sleep) -> (Self, Arc<AtomicU32>) {
+        let out = Arc::new(AtomicU32::new(0));
+        let guard = CallsOnDrop {
+            b: b.clone(),
+            sleep,
+            out: Arc::clone(&out),
+        };
+        (guard, out)
+    }
+}
+
+impl<R: Runtime> Drop for CallsOnDrop<R> {
+    fn drop(&mut self) {
+        let sleep = self.sleep;
+        let v = self.b.run(move || async move {
+            sleep(ms(2)).await;
+            5u32
+        });
+        let w: u32 = self.b.iter(move || ticks(sleep, 3)).sum();
+        let x: u32 = self.b.iter_direct(move || ticks(sleep, 3)).sum();
+        let y = self
+            .b
+            .run_timeout(Duration::from_secs(LIMIT), move || async move {
+                sleep(ms(1)).await;
+                7u32
+            })
+            .unwrap();
+        let mut z = 0;
+        self.b.run_scoped(|| async {
+            sleep(ms(1)).await;
+            z = 1;
+        });
+        self.out.store(v + w + x + y + z, Ordering::SeqCst);
+    }
+}
+
+fn drop_calls_the_bridge<R: TestRuntime>() {
+    let b = Bridge::new(R::make());
+    for place in Place::all() {
+        // Dropped by the blocking code of that place.
+        let (guard, out) = CallsOnDrop::new(&b, R::sleep);
+        place.run(&b, move |_| drop(guard));
+        assert_eq!(out.load(Ordering::SeqCst), DROP_SUM, "dropped from {place:?}");
+        // Dropped inside a bridged future called from that place.
+        let (guard, out) = CallsOnDrop::new(&b, R::sleep);
+        place.run(&b, move |b| {
+            b.run(move || async move {
+                let _guard = guard;
+                R::sleep(ms(1)).await;
+            })
+        });
+        assert_eq!(out.load(Ordering::SeqCst), DROP_SUM, "dropped in a future called from {place:?}");
+    }
+}
+
+per_runtime!(drop_calls_the_bridge);
+
+/// Dropped with a stream when its iterator is dropped (on a loop thread for
+/// `iter`), and with a future that `run_timeout` cancels (on its loop thread).
+fn drop_in_a_stream_or_a_cancelled_future_calls_the_bridge<R: TestRuntime>() {
+    let b = Bridge::new(R::make());
+    let (guard, out) = CallsOnDrop::new(&b, R::sleep);
+    let mut it = b.iter(move || {
+        stream::once(1u32).chain(stream::unfold(guard, |g| async move {
+            std::future::pending::<()>().await;
+            Some((2, g))
+        }))
+    });
+    assert_eq!(it.next(), Some(1));
+    drop(it);
+    assert!(
+        eventually(Duration::from_secs(LIMIT / 2), || out.load(Ordering::SeqCst) == DROP_SUM),
+        "iter: the stream's destructor did not complete its calls"
+    );
+    let (guard, out) = CallsOnDrop::new(&b, R::sleep);
+    let mut it = b.iter_direct(move || {
+        stream::once(1u32).chain(stream::unfold(guard, |g| async move {
+            std::future::pending::<()>().await;
+            Some((2, g))
+        }))
+    });
+    assert_eq!(it.next(), Some(1));
+    drop(it);
+    assert_eq!(out.load(Ordering::SeqCst), DROP_SUM, "iter_direct: the stream's destructor");
+    let (guard, out) = CallsOnDrop::new(&b, R::sleep);
+    let err = b
+        .run_timeout(ms(20), move || async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        })
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        eventually(Duration::from_secs(LIMIT / 2), || out.load(Ordering::SeqCst) == DROP_SUM),
+        "run_timeout: the cancelled future's destructor did not complete its calls"
+    );
+}
+
+per_runtime!(drop_in_a_stream_or_a_cancelled_future_calls_the_bridge);
+
+thread_local! {
+    /// Holds a value until this thread's thread-locals are destroyed.
+    static AT_EXIT: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// A thread that used the bridge exits with a [`CallsOnDrop`] in a
+/// thread-local: once destroyed before the runtime's (and the bridge's own)
+/// thread-locals, once after them, while they are gone.
+fn calls_at_thread_exit<R: TestRuntime>() {
+    for registered_first in [false, true] {
+        let b = Bridge::new(R::make());
+        let (guard, out) = CallsOnDrop::new(&b, R::sleep);
+        thread::Builder::new()
+            .name("exiting".into())
+            .spawn(move || {
+                if registered_first {
+                    // Registered before every thread-local the calls below
+                    // create: destroyed after them.
+                    AT_EXIT.with(|_| ());
+                }
+                let one = b.run(|| async {
+                    R::sleep(ms(1)).await;
+                    1
+                });
+                assert_eq!(one, 1);
+                let n = b.iter_direct(move || ticks(R::sleep, 2)).count();
+                assert_eq!(n, 2);
+                AT_EXIT.with(|slot| *slot.borrow_mut() = Some(Box::new(guard)));
+            })
+            .expect("spawn")
+            .join()
+            .expect("the exiting thread");
+        assert_eq!(
+            out.load(Ordering::SeqCst),
+            DROP_SUM,
+            "registered first: {registered_first}: the destructor's calls did not complete"
+        );
+    }
+}
+
+/// Runs `f` in a child process (this test binary, running only the test
+/// `name`), so that an abort (a panic in a thread-local's destructor) fails
+/// this test instead of killing the suite.
+fn in_child(name: &str, f: impl FnOnce() + Send + 'static) {
+    const CHILD: &str = "EXECUTOR_BRIDGE_SUITE_CHILD";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        watchdog(LIMIT, f);
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let finished = eventually(Duration::from_secs(LIMIT), || matches!(child.try_wait(), Ok(Some(_))));
+    if !finished {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("the child's output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(finished, "the child hung\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child failed: {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+mod at_thread_exit {
+    use super::{calls_at_thread_exit, in_child};
+
+    #[test]
+    fn pollster() {
+        in_child("contexts::at_thread_exit::pollster", calls_at_thread_exit::<executor_bridge::Pollster>);
+    }
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn tokio() {
+        in_child("contexts::at_thread_exit::tokio", calls_at_thread_exit::<executor_bridge::Tokio>);
+    }
+    #[cfg(feature = "smol")]
+    #[test]
+    fn smol() {
+        in_child("contexts::at_thread_exit::smol", calls_at_thread_exit::<executor_bridge::Smol>);
+    }
+    #[cfg(feature = "async-std")]
+    #[test]
+    fn async_std() {
+        in_child("contexts::at_thread_exit::async_std", calls_at_thread_exit::<executor_bridge::AsyncStd>);
+    }
+}
+
+// ===== Calls past tokio's coop budget =====
+
+/// 300 calls in a row, each taking one message of a tokio channel, and a
+/// 300-item stream of them: inside a tokio task a wait that used up the
+/// task's coop budget stalled after ~128 (tokio#2376).
+fn check_many_calls<R: Runtime>(b: &Bridge<R>, _sleep: Sleep) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..300u32 {
+        tx.send(i).unwrap();
+    }
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let got: Vec<Option<u32>> = (0..300)
+        .map(|_| {
+            let rx = Arc::clone(&rx);
+            b.run(move || async move { rx.lock().await.recv().await })
+        })
+        .collect();
+    assert_eq!(got, (0..300).map(Some).collect::<Vec<_>>(), "run");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..300u32 {
+        tx.send(i).unwrap();
+    }
+    drop(tx);
+    let items = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) });
+    let got: Vec<u32> = b.iter_direct(move || items).collect();
+    assert_eq!(got, (0..300).collect::<Vec<_>>(), "iter_direct");
+}
+
+fn many_calls_in_a_row<R: TestRuntime>() {
+    from_each("many calls", &Bridge::new(R::make()), &Place::all(), R::sleep, check_many_calls::<R>);
+}
+
+per_runtime!(many_calls_in_a_row);
+
+// ===== tokio: a worker awaiting a task it just spawned =====
+
+/// From a task on a multi_thread worker, each entry point awaits a task the
+/// caller spawned just before: that task sits in the worker's LIFO slot, and
+/// a worker that blocks without handing it off waits for itself
+/// (tokio#4941).
+#[cfg(feature = "tokio")]
+fn worker_awaits_a_task_it_just_spawned<R: TestRuntime>() {
+    for workers in [1, 2] {
+        let b = Bridge::new(R::make());
+        let out = multi_thread(workers).block_on(async move {
+            join(
+                tokio::spawn(async move {
+                    let spawn = |v: u32| {
+                        tokio::spawn(async move {
+                            tokio::task::yield_now().await;
+                            v
+                        })
+                    };
+                    let h = spawn(1);
+                    let run = b.run(move || async move { h.await.unwrap() });
+                    let h = spawn(2);
+                    let tried = b.try_run(move || async move { h.await.unwrap() }).unwrap();
+                    let h = spawn(3);
+                    let timed = b
+                        .run_timeout(Duration::from_secs(LIMIT), move || async move { h.await.unwrap() })
+                        .unwrap();
+                    let h = spawn(4);
+                    let mut scoped = 0;
+                    b.run_scoped(|| async {
+                        scoped = h.await.unwrap();
+                    });
+                    let h = spawn(5);
+                    let direct: Vec<u32> =
+                        b.iter_direct(move || stream::once_future(async move { h.await.unwrap() })).collect();
+                    let h = spawn(6);
+                    let piped: Vec<u32> = b.iter(move || stream::once_future(async move { h.await.unwrap() })).collect();
+                    (run, tried, timed, scoped, direct, piped)
+                })
+                .await,
+            )
+        });
+        assert_eq!(out, (1, 2, 3, 4, vec![5], vec![6]), "{workers} worker(s)");
+    }
+}
+
+#[cfg(feature = "tokio")]
+per_runtime!(worker_awaits_a_task_it_just_spawned);
+
+// ===== tokio: a `LocalSet` driven on a multi_thread runtime =====
+
+/// `block_on(local.run_until(..))` on a multi_thread runtime. The body is no
+/// task (a call parks there). A `spawn_local` task has a task id on a
+/// multi_thread runtime, so a call there is served like a worker's: one poll,
+/// then `block_in_place`, which tokio allows on a multi_thread runtime's
+/// `block_on` thread, so the call blocks there (`src/context.rs`
+/// `hand_off`); the crate's "cannot block inside a tokio `LocalSet` task"
+/// panic is for a refusal that never comes here. What a user sees: every
+/// entry point works, in the body and in the task, ready or pending, and
+/// neither hangs nor panics.
+#[cfg(feature = "tokio")]
+fn local_set_on_a_multi_thread_runtime<R: TestRuntime>() {
+    for workers in [1, 2] {
+        let b = Bridge::new(R::make());
+        let local = tokio::task::LocalSet::new();
+        let outcome = multi_thread(workers).block_on(local.run_until(async move {
+            let in_body = catch_unwind(AssertUnwindSafe(|| {
+                for (_, check) in checks::<R>() {
+                    check(&b, R::sleep);
+                }
+            }));
+            let in_task = tokio::task::spawn_local(async move {
+                let ready = b.run(|| async { 1u32 });
+                // A task of the same `LocalSet`, which cannot run while this
+                // one blocks: the bridged future does not need it.
+                let sibling = tokio::task::spawn_local(async { 2u32 });
+                let pending = catch_unwind(AssertUnwindSafe(|| {
+                    for (_, check) in checks::<R>() {
+                        check(&b, R::sleep);
+                    }
+                }));
+                (ready, pending.map_err(|p| message(&*p)), sibling.await.unwrap())
+            })
+            .await
+            .unwrap();
+            (in_body.map_err(|p| message(&*p)), in_task)
+        }));
+        let (in_body, (ready, in_task, sibling)) = outcome;
+        assert_eq!(in_body, Ok(()), "{workers} worker(s): the body of the LocalSet");
+        assert_eq!(ready, 1, "{workers} worker(s): a ready call in a spawn_local task");
+        assert_eq!(in_task, Ok(()), "{workers} worker(s): pending calls in a spawn_local task");
+        assert_eq!(sibling, 2, "{workers} worker(s): the LocalSet's other task");
+    }
+}
+
+#[cfg(feature = "tokio")]
+per_runtime!(local_set_on_a_multi_thread_runtime);
