@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::Runtime;
 
-/// Drives futures with [`smol::block_on`]: the waiting thread runs async-io's
+/// Drives futures with `smol::block_on` ([`async_io::block_on`]): the waiting thread runs async-io's
 /// reactor itself (one wake-up per IO event), and smol's networking, timers
 /// and `smol::spawn`ed tasks work.
 ///
@@ -26,7 +26,7 @@ pub struct Smol;
 
 impl Runtime for Smol {
     fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        ::smol::block_on(fut)
+        ::async_io::block_on(fut)
     }
 
     /// async-io's reactor is global, with a thread of its own for when no
@@ -55,17 +55,17 @@ impl Runtime for Smol {
 /// ```
 #[derive(Clone)]
 pub struct SmolExecutor {
-    executor: Arc<::smol::Executor<'static>>,
+    executor: Arc<::async_executor::Executor<'static>>,
 }
 
 impl SmolExecutor {
     /// An adapter that runs `executor` inside every `block_on`.
-    pub fn new(executor: Arc<::smol::Executor<'static>>) -> Self {
+    pub fn new(executor: Arc<::async_executor::Executor<'static>>) -> Self {
         SmolExecutor { executor }
     }
 
     /// The executor this adapter runs.
-    pub fn executor(&self) -> &Arc<::smol::Executor<'static>> {
+    pub fn executor(&self) -> &Arc<::async_executor::Executor<'static>> {
         &self.executor
     }
 }
@@ -78,6 +78,6 @@ impl fmt::Debug for SmolExecutor {
 
 impl Runtime for SmolExecutor {
     fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        ::smol::block_on(self.executor.run(fut))
+        ::async_io::block_on(self.executor.run(fut))
     }
 }
