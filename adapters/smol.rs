@@ -2,8 +2,11 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::io;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
 
+use crate::pool::lock;
 use crate::Runtime;
 
 /// Drives futures with `smol::block_on` ([`async_io::block_on`]): the waiting thread runs async-io's
@@ -36,11 +39,17 @@ impl Runtime for Smol {
     }
 }
 
-/// Like [`Smol`], but every `block_on` also runs an executor of yours, so
-/// that tasks spawned on it advance while a bridged call waits.
+/// Like [`Smol`], with an executor of yours kept running: tasks spawned on
+/// it advance while a bridged call waits, and between calls.
 ///
-/// Tasks of such an executor advance only inside `block_on`, so calls from a
-/// tokio runtime and nested calls run on a loop thread.
+/// The executor runs on a thread of the adapter (`bridge-smol-ex`), started
+/// with the first call and stopped (joined) when the adapter is dropped;
+/// other threads of yours may run it too. The bridged futures themselves run
+/// in `block_on` ([`async_io::block_on`]), not inside the executor: a call
+/// blocked inside one of the executor's runners would keep the executor's
+/// wake-up for itself, and a task the call awaits would never run. As for
+/// any runtime without [`Runtime::enter`], calls from a tokio runtime and
+/// nested calls run on a loop thread.
 ///
 /// # Examples
 ///
@@ -56,12 +65,23 @@ impl Runtime for Smol {
 #[derive(Clone)]
 pub struct SmolExecutor {
     executor: Arc<::async_executor::Executor<'static>>,
+    driver: Arc<Driver>,
+}
+
+/// The thread that runs the executor, once started.
+#[derive(Default)]
+struct Driver {
+    started: OnceLock<(async_channel::Sender<()>, JoinHandle<()>)>,
+    starting: Mutex<()>,
 }
 
 impl SmolExecutor {
-    /// An adapter that runs `executor` inside every `block_on`.
+    /// An adapter that keeps `executor` running.
     pub fn new(executor: Arc<::async_executor::Executor<'static>>) -> Self {
-        SmolExecutor { executor }
+        SmolExecutor {
+            executor,
+            driver: Arc::default(),
+        }
     }
 
     /// The executor this adapter runs.
@@ -72,12 +92,51 @@ impl SmolExecutor {
 
 impl fmt::Debug for SmolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmolExecutor").finish_non_exhaustive()
+        f.debug_struct("SmolExecutor")
+            .field("started", &self.driver.started.get().is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl Runtime for SmolExecutor {
     fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        ::async_io::block_on(self.executor.run(fut))
+        if let Err(e) = self.start() {
+            panic!("executor-bridge: failed to start the executor's thread: {e}");
+        }
+        ::async_io::block_on(fut)
+    }
+
+    /// Starts the executor's thread.
+    fn start(&self) -> io::Result<()> {
+        let driver = &*self.driver;
+        if driver.started.get().is_some() {
+            return Ok(());
+        }
+        let _starting = lock(&driver.starting);
+        if driver.started.get().is_some() {
+            return Ok(());
+        }
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let executor = Arc::clone(&self.executor);
+        let thread = thread::Builder::new()
+            .name("bridge-smol-ex".into())
+            .spawn(move || {
+                let _ = ::async_io::block_on(executor.run(stopped.recv()));
+            })?;
+        let _ = driver.started.set((stop, thread));
+        Ok(())
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.started.take() {
+            drop(stop);
+            // Not from the executor's own thread (a task that held the last
+            // adapter): it ends once this returns.
+            if thread.thread().id() != thread::current().id() {
+                let _ = thread.join();
+            }
+        }
     }
 }

@@ -141,8 +141,10 @@ impl Tokio {
     /// [`try_from_handle`](Tokio::try_from_handle).
     #[track_caller]
     pub fn from_handle(handle: Handle) -> Self {
-        match Tokio::try_from_handle(handle) {
-            Ok(tokio) => tokio,
+        match check_flavor(&handle) {
+            Ok(()) => Tokio {
+                inner: Arc::new(Inner::Borrowed(handle)),
+            },
             Err(e) => panic!("executor-bridge: {e}"),
         }
     }
@@ -156,19 +158,10 @@ impl Tokio {
     /// [`io::ErrorKind::InvalidInput`], if `handle` belongs to a
     /// current_thread runtime.
     pub fn try_from_handle(handle: Handle) -> Result<Self, Error> {
-        match handle.runtime_flavor() {
-            RuntimeFlavor::MultiThread => Ok(Tokio {
-                inner: Arc::new(Inner::Borrowed(handle)),
-            }),
-            other => Err(Error::runtime(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "`Tokio::from_handle` needs a multi_thread runtime, got {other:?}: \
-                     only its own `Runtime::block_on` can drive a current_thread runtime; \
-                     give the runtime itself to `Tokio::from_runtime`"
-                ),
-            ))),
-        }
+        check_flavor(&handle).map_err(Error::runtime)?;
+        Ok(Tokio {
+            inner: Arc::new(Inner::Borrowed(handle)),
+        })
     }
 
     /// An adapter on the multi_thread runtime the caller is running on.
@@ -227,6 +220,21 @@ impl Tokio {
             Ok(running) => running,
             Err(e) => panic!("executor-bridge: the runtime failed: {e}"),
         }
+    }
+}
+
+/// A handle the adapter can use: a multi_thread runtime's.
+fn check_flavor(handle: &Handle) -> io::Result<()> {
+    match handle.runtime_flavor() {
+        RuntimeFlavor::MultiThread => Ok(()),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "`Tokio::from_handle` needs a multi_thread runtime, got {other:?}: only its own \
+                 `Runtime::block_on` can drive a current_thread runtime; give the runtime itself \
+                 to `Tokio::from_runtime`"
+            ),
+        )),
     }
 }
 
@@ -338,13 +346,13 @@ impl Runtime for Tokio {
         };
         let _entered = handle.enter();
         if std::ptr::eq(DRIVING.get(), callers) {
-            panic!(
+            crate::context::misuse(format_args!(
                 "executor-bridge: a task of a caller-driven Tokio runtime called its bridge, \
                  which needs that runtime while the calling thread, which drives it, is \
                  blocked in the task: `.await` the work in the task instead, move the call \
                  into `tokio::task::spawn_blocking`, or build the bridge's runtime as a \
                  multi_thread runtime (`Tokio::from_runtime`)"
-            );
+            ));
         }
         // A wait outside `block_on` needs some other thread to drive the
         // runtime meanwhile.
@@ -400,9 +408,16 @@ const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
 // `IDLE`, or at once when a thread waits outside `block_on` (a call from
 // inside a tokio runtime), and gives it back as soon as a caller parks.
 
-/// How long the runtime may go undriven after the last caller left before
-/// the driver thread takes over.
+/// How long the runtime may go undriven after an isolated call before the
+/// driver thread takes over. While calls keep coming, the driver looks less
+/// and less often (the period doubles up to [`BUSY_CHECK`]), so that it
+/// costs next to no wake-ups: between calls of a busy program, tasks wait at
+/// most about twice that.
 const IDLE: Duration = Duration::from_millis(1);
+
+/// The longest the driver thread sleeps between two looks while calls keep
+/// coming.
+const BUSY_CHECK: Duration = Duration::from_millis(16);
 
 /// Wake-ups a future may give itself in a row (`yield_now`) before the
 /// caller lets the runtime run its tasks and drivers once.
@@ -412,6 +427,19 @@ thread_local! {
     /// The caller-driven runtime this thread drives right now (inside its
     /// `block_on`), if any.
     static DRIVING: Cell<*const Callers> = const { Cell::new(std::ptr::null()) };
+    /// A caller's signal and its waker, kept between calls.
+    static SIGNAL: Cell<Option<(Arc<Signal>, Waker)>> = const { Cell::new(None) };
+}
+
+/// Puts a drive's signal back for the thread's next call, even if the
+/// future panicked.
+struct PutBack(Option<(Arc<Signal>, Waker)>);
+
+impl Drop for PutBack {
+    fn drop(&mut self) {
+        let kept = self.0.take();
+        let _ = SIGNAL.try_with(|cell| cell.set(kept));
+    }
 }
 
 #[derive(Default)]
@@ -456,11 +484,21 @@ impl Callers {
     /// waits.
     fn drive<F: Future>(&self, handle: &Handle, rt: &TokioRuntime, fut: F) -> F::Output {
         let _entered = handle.enter();
-        let signal = Arc::new(Signal {
-            woken: AtomicBool::new(false),
-            parked: Mutex::new(None),
-        });
-        let waker = Waker::from(Arc::clone(&signal));
+        // This thread's signal, reused from call to call; a nested drive (a
+        // task polled here drives too) gets a fresh one.
+        let (signal, waker) = SIGNAL
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                let signal = Arc::new(Signal {
+                    woken: AtomicBool::new(false),
+                    parked: Mutex::new(None),
+                });
+                let waker = Waker::from(Arc::clone(&signal));
+                (signal, waker)
+            });
+        let _back = PutBack(Some((Arc::clone(&signal), waker.clone())));
         let mut cx = Context::from_waker(&waker);
         let mut fut = pin!(fut);
         let mut yields = 0;
@@ -554,23 +592,33 @@ impl Callers {
 
 /// The driver thread: holds the runtime while no caller parks in it.
 fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
+    let mut period = IDLE;
     while !callers.stop.load(SeqCst) {
+        if callers.waiters.load(SeqCst) == 0 {
+            // Take over only from a runtime that stayed undriven a whole
+            // period: callers calling in a row keep it to themselves.
+            let parks = callers.parks.load(SeqCst);
+            thread::park_timeout(period);
+            if callers.waiters.load(SeqCst) == 0 && callers.parks.load(SeqCst) != parks {
+                // Busy: look again, later.
+                period = (period * 2).min(BUSY_CHECK);
+                continue;
+            }
+        }
         if callers.parkers.load(SeqCst) > 0 {
+            // A caller drives it (a waiter outside included): sleep until the
+            // last one leaves, which wakes this thread.
             callers.release_wanted.store(true, SeqCst);
             if callers.parkers.load(SeqCst) > 0 && !callers.stop.load(SeqCst) {
                 thread::park();
             }
             callers.release_wanted.store(false, SeqCst);
+            period = IDLE;
             continue;
         }
-        if callers.waiters.load(SeqCst) == 0 {
-            // Take over only from a runtime that stayed idle a while: callers
-            // calling in a row keep it to themselves.
-            let parks = callers.parks.load(SeqCst);
-            thread::park_timeout(IDLE);
-            if callers.parks.load(SeqCst) != parks && callers.waiters.load(SeqCst) == 0 {
-                continue;
-            }
+        period = IDLE;
+        if callers.stop.load(SeqCst) {
+            break;
         }
         callers.holding.store(true, SeqCst);
         if callers.parkers.load(SeqCst) == 0 && !callers.stop.load(SeqCst) {

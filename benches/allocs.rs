@@ -1,11 +1,20 @@
-//! Heap allocations per call, counted by a wrapping global allocator.
+//! Heap allocations per call (and per item), counted by a wrapping global
+//! allocator over every thread of the process, for each place a call can
+//! run: inline on a plain thread (a ready and a pending future), the
+//! hand-off from a tokio worker task, a call from inside a tokio
+//! current_thread runtime (parked, the runtime's own threads driving it),
+//! `run_timeout` (always a hop to a loop thread), and per item of `iter`
+//! (default pull, and `stream_capacity(256)`) and `iter_direct`.
 //!
-//! For each path, the bridge's count minus the count of the runtime's own
-//! `block_on` for the same future (what the bridge cannot avoid). Targets:
-//! 0 extra per inline call, at most 2 extra per hop.
+//! Each row prints the bridge's count, the count of what the same call costs
+//! without the bridge (the runtime's own `block_on`, `block_in_place` +
+//! `Handle::block_on` for a worker task, `futures_lite::stream::block_on`
+//! per item), and the difference: what the bridge adds. The targets are the
+//! project's: nothing extra where the call runs on the caller's thread, at
+//! most 2 extra for a hop.
 //!
 //! ```text
-//! cargo bench --features tokio --bench allocs
+//! cargo bench --all-features --bench allocs
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -14,13 +23,17 @@ use std::hint::black_box;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use executor_bridge::{Bridge, Pollster, Tokio};
+use executor_bridge::{BlockingIter, Bridge, Pollster, Runtime, Tokio};
+use futures_lite::stream;
 
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is
+// added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
@@ -82,117 +95,217 @@ fn per_call(calls: u64, mut f: impl FnMut() -> u64) -> f64 {
     (ALLOCS.load(Ordering::SeqCst) - before) as f64 / calls as f64
 }
 
+/// Allocations per item of the iterator `make` returns, over `items` items
+/// after the first (its start-up) and a warm-up.
+fn per_item<I: Iterator<Item = u64>>(items: u64, make: impl FnOnce() -> I) -> f64 {
+    let mut it = make();
+    for _ in 0..items / 10 + 100 {
+        black_box(it.next().expect("an item"));
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..items {
+        black_box(it.next().expect("an item"));
+    }
+    let n = ALLOCS.load(Ordering::SeqCst) - before;
+    drop(it);
+    n as f64 / items as f64
+}
+
 struct Row {
-    path: &'static str,
-    runtime: &'static str,
+    place: &'static str,
+    bridge: String,
     future: &'static str,
-    bridge: f64,
+    count: f64,
+    own_name: &'static str,
     own: f64,
-    target: f64,
+    /// The most extra allocations the project allows here, if it says.
+    target: Option<f64>,
+}
+
+/// A ready stream of as many `u64` as anyone asks for.
+fn endless() -> impl futures_lite::Stream<Item = u64> + Send + 'static {
+    stream::iter(0..u64::MAX)
+}
+
+fn iter_rows<R: Runtime + Clone>(rows: &mut Vec<Row>, name: &str, bridge: &Bridge<R>, items: u64) {
+    let own = per_item(items, || futures_lite::stream::block_on(endless()));
+    let mut row = |place, it: &dyn Fn() -> BlockingIter<u64>| {
+        rows.push(Row {
+            place,
+            bridge: name.to_owned(),
+            future: "ready items",
+            count: per_item(items, it),
+            own_name: "futures_lite block_on",
+            own,
+            target: None,
+        })
+    };
+    row("per item: iter_direct", &|| bridge.iter_direct(endless));
+    row("per item: iter (default pull)", &|| bridge.iter(endless));
+    // The same runtime (clones share it), capacity 256.
+    let cap256 = Bridge::builder(bridge.runtime().clone())
+        .stream_capacity(256)
+        .build();
+    row("per item: iter, capacity 256", &|| cap256.iter(endless));
 }
 
 fn main() {
-    const INLINE: u64 = 20_000;
-    const HOP: u64 = 5_000;
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let scale = if quick { 20 } else { 1 };
+    let inline = 20_000 / scale;
+    let hop = 5_000 / scale;
+    let items = 100_000 / scale;
+
+    let current_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("current_thread runtime")
+    };
+    let multi_thread = |workers| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("multi_thread runtime")
+    };
     let pollster_bridge = Bridge::new(Pollster);
-    let tokio_bridge = Bridge::new(Tokio::new());
-    let handle = tokio_bridge.runtime().handle().expect("runtime").clone();
-    let ct = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("current_thread runtime");
-    let app = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("multi_thread runtime");
+    let tokio_new = Bridge::new(Tokio::new());
+    let tokio_mt = Bridge::new(Tokio::from_runtime(multi_thread(1)));
+    let mt_handle = tokio_mt.runtime().handle().expect("runtime").clone();
+    let own_ct = current_thread();
+    let caller_ct = current_thread();
+    let app = multi_thread(2);
     let app_bridge = Bridge::new(Tokio::from_handle(app.handle().clone()));
 
     let mut rows = Vec::new();
     for (future, yields) in [("ready", 0u8), ("yield_once", 1)] {
-        let pollster_own = per_call(INLINE, || pollster::block_on(fut(yields)));
-        let tokio_own = per_call(INLINE, || handle.block_on(fut(yields)));
-        rows.push(Row {
-            path: "inline (plain thread)",
-            runtime: "Pollster",
-            future,
-            bridge: per_call(INLINE, || pollster_bridge.run(move || fut(yields))),
-            own: pollster_own,
-            target: 0.0,
-        });
-        rows.push(Row {
-            path: "inline (plain thread)",
-            runtime: "Tokio",
-            future,
-            bridge: per_call(INLINE, || tokio_bridge.run(move || fut(yields))),
-            own: tokio_own,
-            target: 0.0,
-        });
+        let pollster_own = per_call(inline, || pollster::block_on(fut(yields)));
+        let ct_own = per_call(inline, || own_ct.block_on(fut(yields)));
+        let mt_own = per_call(inline, || mt_handle.block_on(fut(yields)));
+        type Own = (&'static str, f64);
+        let owns: [(&str, &Bridge<Pollster>, Own); 1] = [(
+            "Pollster",
+            &pollster_bridge,
+            ("pollster::block_on", pollster_own),
+        )];
+        let tokio_owns: [(&str, &Bridge<Tokio>, Own); 2] = [
+            ("Tokio::new()", &tokio_new, ("ct.block_on", ct_own)),
+            ("Tokio mt 1 worker", &tokio_mt, ("handle.block_on", mt_own)),
+        ];
+
+        // Inline on a plain thread, and from inside a current_thread runtime.
+        macro_rules! inline_and_park {
+            ($list:expr) => {
+                for (name, bridge, (own_name, own)) in $list {
+                    rows.push(Row {
+                        place: "inline (plain thread)",
+                        bridge: name.to_owned(),
+                        future,
+                        count: per_call(inline, || bridge.run(move || fut(yields))),
+                        own_name,
+                        own,
+                        target: Some(0.0),
+                    });
+                    rows.push(Row {
+                        place: "park (in current_thread rt)",
+                        bridge: name.to_owned(),
+                        future,
+                        count: caller_ct.block_on(async {
+                            per_call(inline, || bridge.run(move || fut(yields)))
+                        }),
+                        own_name,
+                        own,
+                        target: Some(0.0),
+                    });
+                    rows.push(Row {
+                        place: "run_timeout (hop)",
+                        bridge: name.to_owned(),
+                        future,
+                        count: per_call(hop, || {
+                            bridge
+                                .run_timeout(Duration::from_secs(60), move || fut(yields))
+                                .expect("in time")
+                        }),
+                        own_name,
+                        own,
+                        target: Some(2.0),
+                    });
+                }
+            };
+        }
+        inline_and_park!(owns);
+        inline_and_park!(tokio_owns);
+
+        // From a task on a tokio multi_thread worker: the hand-off.
         let (bridge, own) = {
             let b = app_bridge.clone();
+            let p = pollster_bridge.clone();
             let h = app.handle().clone();
             app.block_on(app.spawn(async move {
-                let bridge = per_call(INLINE / 4, || b.run(move || fut(yields)));
-                let own = per_call(INLINE / 4, || {
+                let bridge = per_call(inline / 4, || b.run(move || fut(yields)));
+                let pollster = per_call(inline / 4, || p.run(move || fut(yields)));
+                let own = per_call(inline / 4, || {
                     tokio::task::block_in_place(|| h.block_on(fut(yields)))
                 });
-                (bridge, own)
+                let pollster_own = per_call(inline / 4, || {
+                    tokio::task::block_in_place(|| pollster::block_on(fut(yields)))
+                });
+                ((bridge, pollster), (own, pollster_own))
             }))
             .expect("worker task")
         };
         rows.push(Row {
-            path: "hand-off (tokio worker task)",
-            runtime: "Tokio",
+            place: "hand-off (tokio worker task)",
+            bridge: "Tokio::from_handle".into(),
             future,
-            bridge,
-            own,
-            target: 0.0,
+            count: bridge.0,
+            own_name: "block_in_place+block_on",
+            own: own.0,
+            target: Some(0.0),
         });
         rows.push(Row {
-            path: "hop (in current_thread rt)",
-            runtime: "Pollster",
+            place: "hand-off (tokio worker task)",
+            bridge: "Pollster".into(),
             future,
-            bridge: ct
-                .block_on(async { per_call(HOP, || pollster_bridge.run(move || fut(yields))) }),
-            own: pollster_own,
-            target: 2.0,
-        });
-        rows.push(Row {
-            path: "hop (in current_thread rt)",
-            runtime: "Tokio",
-            future,
-            bridge: ct.block_on(async { per_call(HOP, || tokio_bridge.run(move || fut(yields))) }),
-            own: tokio_own,
-            target: 2.0,
+            count: bridge.1,
+            own_name: "block_in_place+pollster",
+            own: own.1,
+            target: Some(0.0),
         });
     }
+    iter_rows(&mut rows, "Pollster", &pollster_bridge, items);
+    iter_rows(&mut rows, "Tokio::new()", &tokio_new, items);
 
     println!();
-    println!("heap allocations per call (all threads), bridge minus the runtime's own block_on");
     println!(
-        "{:<30} {:<9} {:<11} {:>7} {:>11} {:>7} {:>7}  result",
-        "path", "runtime", "future", "bridge", "rt's own", "extra", "target"
+        "heap allocations per call / per item, all threads of the process; extra = bridge minus \
+         the same work without the bridge"
+    );
+    println!(
+        "{:<30} {:<19} {:<11} {:>7}  {:<24} {:>6} {:>7} {:>7}  result",
+        "placement", "bridge", "future", "bridge", "without (own)", "own", "extra", "target"
     );
     let mut missed = 0;
     for r in &rows {
-        let extra = r.bridge - r.own;
-        let ok = extra <= r.target + 0.01;
-        missed += usize::from(!ok);
+        let extra = r.count - r.own;
+        let (target, result) = match r.target {
+            Some(t) if extra <= t + 0.01 => (format!("<= {t}"), "ok"),
+            Some(t) => {
+                missed += 1;
+                (format!("<= {t}"), "MISS")
+            }
+            None => ("-".to_owned(), "-"),
+        };
         println!(
-            "{:<30} {:<9} {:<11} {:>7.2} {:>11.2} {:>7.2} {:>7}  {}",
-            r.path,
-            r.runtime,
-            r.future,
-            r.bridge,
-            r.own,
-            extra,
-            format!("<= {}", r.target),
-            if ok { "ok" } else { "MISS" }
+            "{:<30} {:<19} {:<11} {:>7.2}  {:<24} {:>6.2} {:>7.2} {:>7}  {}",
+            r.place, r.bridge, r.future, r.count, r.own_name, r.own, extra, target, result
         );
     }
     println!(
-        "(rt's own: inline and hop = the adapter's block_on on a plain thread; \
-         hand-off = block_in_place(|| handle.block_on(f)) in the same worker task)"
+        "(own for inline, park and run_timeout = the runtime's own block_on on a plain thread; \
+         hand-off = block_in_place(|| the runtime's block_on(f)) in the same worker task; per item = \
+         futures_lite::stream::block_on of the same stream)"
     );
     println!("{missed} target(s) missed");
 }

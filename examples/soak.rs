@@ -1,8 +1,9 @@
 //! cargo run --release --example soak --all-features -- [seconds]
 //!
 //! A soak test of the bridge (default 30 s): 64 caller threads mix `run`,
-//! `run_scoped`, nested calls, `iter` with early drops, `run_timeout` that
-//! times out, and panics caught with `try_run` / `catch_unwind`, on every
+//! `run_scoped`, nested calls, `iter` and `iter_direct` with early drops,
+//! `writer`, `sink` and `io`, `run_timeout` that times out, and panics
+//! caught with `try_run` / `catch_unwind`, on every
 //! enabled adapter (Pollster always; Tokio, Smol, AsyncStd with their
 //! features), from plain threads, from inside current_thread runtimes and
 //! from multi_thread worker tasks. Every caller checks every result.
@@ -13,9 +14,10 @@
 //! any check failed, a caller hung, the threads did not return to the
 //! baseline, or the RSS kept growing.
 //!
-//! `tests/soak.rs` runs a short version of the same code as a test.
+//! The test suite runs a short version of the same code (`soak(&Config)`).
 
 use std::future::Future;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -176,11 +178,11 @@ trait Adapter: Runtime + Sized {
     const NAME: &'static str;
     fn make() -> Self;
     /// A short wait on this runtime's timer (Pollster: a few yields).
-    fn pause(d: Duration) -> impl Future<Output = ()>;
+    fn pause(d: Duration) -> impl Future<Output = ()> + Send;
     /// `v`, computed by a task spawned on this runtime.
-    fn task(v: u64) -> impl Future<Output = u64>;
+    fn task(v: u64) -> impl Future<Output = u64> + Send;
     /// Outlives every deadline the soak sets.
-    fn forever() -> impl Future<Output = ()>;
+    fn forever() -> impl Future<Output = ()> + Send;
 }
 
 impl Adapter for Pollster {
@@ -223,7 +225,7 @@ impl Adapter for executor_bridge::Tokio {
 impl Adapter for executor_bridge::Smol {
     const NAME: &'static str = "smol";
     fn make() -> Self {
-        executor_bridge::Smol::new()
+        executor_bridge::Smol
     }
     async fn pause(d: Duration) {
         smol::Timer::after(d).await;
@@ -323,7 +325,7 @@ fn one_op<R: Adapter>(b: &Bridge<R>, rng: &mut Rng, st: &Stats) {
     let x = rng.next() >> 1;
     match rng.below(100) {
         // A plain call: a timer, a spawned task.
-        0..=34 => {
+        0..=29 => {
             let d = Duration::from_micros(rng.below(200));
             let got = b.run(move || async move {
                 R::pause(d).await;
@@ -355,7 +357,7 @@ fn one_op<R: Adapter>(b: &Bridge<R>, rng: &mut Rng, st: &Stats) {
             }
         }
         // Nested calls: from inside a bridged future, they hop.
-        35..=44 => {
+        30..=39 => {
             let inner = b.clone();
             let got = b.run(move || async move {
                 R::pause(Duration::from_micros(10)).await;
@@ -373,17 +375,22 @@ fn one_op<R: Adapter>(b: &Bridge<R>, rng: &mut Rng, st: &Stats) {
             Stats::add(&st.nested, 2);
         }
         // A stream, consumed in part (dropped early) or to the end.
-        45..=64 => {
+        40..=54 => {
             let n = 1 + rng.below(300);
             let take = rng.below(n + 2);
-            let mut it = b.iter(move || {
+            let items = move || {
                 stream::iter(0..n).then(move |i| async move {
                     if i % 32 == 31 {
                         R::pause(Duration::from_micros(50)).await;
                     }
                     x + i
                 })
-            });
+            };
+            let mut it = if x % 2 == 0 {
+                b.iter(items)
+            } else {
+                b.iter_direct(items)
+            };
             let mut got = 0;
             for (i, v) in it.by_ref().take(take as usize).enumerate() {
                 check!(
@@ -406,6 +413,8 @@ fn one_op<R: Adapter>(b: &Bridge<R>, rng: &mut Rng, st: &Stats) {
             Stats::add(&st.items, got);
             Stats::add(&st.calls, 1);
         }
+        // Blocking IO: a writer, a sink, an IO object.
+        55..=64 => io_op::<R>(b, x, st),
         // A deadline that passes; now and then one that does not.
         65..=74 => {
             let t = Duration::from_millis(1 + rng.below(5));
@@ -513,6 +522,99 @@ fn one_op<R: Adapter>(b: &Bridge<R>, rng: &mut Rng, st: &Stats) {
             Stats::add(&st.calls, 1);
         }
     }
+}
+
+/// An `AsyncWrite` that keeps what it is given, as a file would.
+struct Collect(Arc<Mutex<(Vec<u8>, bool)>>);
+
+impl futures_lite::AsyncWrite for Collect {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.lock().unwrap().0.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.0.lock().unwrap().1 = true;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// One `writer`, `sink` or `io` session on `b`, checked.
+fn io_op<R: Adapter>(b: &Bridge<R>, x: u64, st: &Stats) {
+    let name = R::NAME;
+    let n = 1 + (x % 5000) as usize;
+    let data: Vec<u8> = (0..n).map(|i| (i as u64 ^ x) as u8).collect();
+    match x % 3 {
+        0 => {
+            let kept = Arc::new(Mutex::new((Vec::new(), false)));
+            let sink = Collect(kept.clone());
+            let mut out = b.writer(move || sink);
+            let wrote = data.chunks(700).try_for_each(|c| out.write_all(c));
+            let closed = out.close();
+            let kept = kept.lock().unwrap();
+            check!(
+                st,
+                wrote.is_ok() && closed.is_ok() && kept.0 == data && kept.1,
+                "{name}: writer: {wrote:?} {closed:?}, {} of {n} bytes, closed {}",
+                kept.0.len(),
+                kept.1
+            );
+        }
+        1 => {
+            let capacity = 1 + (x % 8) as usize;
+            let sink = b.sink(capacity, |mut items| async move {
+                let mut sum = 0u64;
+                while let Some(v) = items.next().await {
+                    if v % 64 == 0 {
+                        R::pause(Duration::from_micros(20)).await;
+                    }
+                    sum += v;
+                }
+                sum
+            });
+            let sent = (0..n as u64).try_for_each(|v| sink.send(v));
+            if x % 5 == 0 {
+                drop(sink); // finishes in the background
+            } else {
+                let sum = sink.close();
+                let want = (n as u64) * (n as u64 - 1) / 2;
+                check!(
+                    st,
+                    sent.is_ok() && sum == want,
+                    "{name}: sink: {sent:?}, sum {sum}, expected {want}"
+                );
+            }
+            Stats::add(&st.items, n as u64);
+        }
+        _ => {
+            let mut file = b.io(futures_lite::io::Cursor::new(Vec::new()));
+            let pos = (x as usize) % n;
+            let mut back = vec![0; n - pos];
+            let got = file
+                .write_all(&data)
+                .and_then(|()| file.seek(SeekFrom::Start(pos as u64)))
+                .and_then(|at| file.read_exact(&mut back).map(|()| at));
+            check!(
+                st,
+                matches!(got, Ok(at) if at == pos as u64) && back == data[pos..],
+                "{name}: io: {got:?}, read back {} bytes from {pos}",
+                back.len()
+            );
+        }
+    }
+    Stats::add(&st.calls, 1);
 }
 
 /// The enabled adapters' bridges.

@@ -7,22 +7,24 @@
 //!   token (one every 50 ms) as a chunked body, like a model API does;
 //! - **relay**: a *synchronous* tiny_http server. Its handler asks the
 //!   upstream with reqwest and walks the body (`bytes_stream()`) through
-//!   [`Bridge::iter`], a blocking iterator, relaying each chunk to its own
-//!   client as a Server-Sent Event (`data: ...\n\n`) the moment it arrives;
+//!   [`Bridge::iter_direct`], a blocking iterator that polls the stream
+//!   itself, on the handler's thread, relaying each chunk to its own client
+//!   as a Server-Sent Event (`data: ...\n\n`) the moment it arrives;
 //! - **client**: a raw `std::net::TcpStream` reading the events.
 //!
-//! When the client goes away, the relay's next write fails, the handler
-//! returns and drops its `BlockingIter`; that cancels the stream on its loop
-//! thread, which drops the reqwest body and closes the upstream connection,
-//! and the upstream stops generating.
+//! When the client goes away, the relay's next write fails and the handler
+//! drops its iterator, and with it the reqwest body: the upstream connection
+//! closes and the upstream stops generating. A quiet upstream yields a
+//! heartbeat item now and then (a tokio timeout inside the stream), which the
+//! relay sends as an SSE comment: that also finds clients that left.
 //!
 //! The relay writes the response itself (`Request::into_writer`, chunked
 //! framing, a flush per event) rather than handing tiny_http a `Read`: for a
 //! body of unknown length tiny_http's chunked encoder buffers 8 KiB before it
 //! sends anything, which would hold short events back.
 //!
-//! `tests/sse_relay.rs` includes this file as a module, so its parts are
-//! `pub`.
+//! `tests/suite/realworld.rs` includes this file as a module, so its parts
+//! are `pub`.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -37,7 +39,7 @@ use axum::body::Body;
 use axum::routing::post;
 use axum::Router;
 use executor_bridge::{Bridge, Tokio};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 // ---------------------------------------------------------------------------
 // The upstream: an async token generator.
@@ -371,75 +373,89 @@ fn handle(mut request: tiny_http::Request, ctx: &RelayCtx) {
     counter.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Relays one stream. Returning drops the `BlockingIter`, which cancels the
+/// What the relay's iterator yields.
+enum Piece {
+    /// Bytes of the upstream's body.
+    Chunk(Vec<u8>),
+    /// The upstream failed (to answer, or mid-body).
+    Failed(String),
+    /// Nothing for a heartbeat interval.
+    Quiet,
+}
+
+/// The upstream's reply to `prompt` as a stream of [`Piece`]s, a
+/// [`Piece::Quiet`] after each `heartbeat` without a chunk.
+fn upstream_pieces(
+    client: reqwest::Client,
+    url: String,
+    prompt: String,
+    heartbeat: Duration,
+) -> impl futures::Stream<Item = Piece> + Send {
+    let answer = async move {
+        let response = client.post(url).body(prompt).send().await?;
+        Ok(response.error_for_status()?.bytes_stream())
+    };
+    let body = Box::pin(futures::stream::once(answer).try_flatten());
+    futures::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        let piece = match tokio::time::timeout(heartbeat, body.next()).await {
+            Err(_elapsed) => Piece::Quiet,
+            Ok(Some(Ok(chunk))) => Piece::Chunk(chunk.to_vec()),
+            Ok(Some(Err(e))) => return Some((Piece::Failed(e.to_string()), None)),
+            Ok(None) => return None,
+        };
+        Some((piece, Some(body)))
+    })
+}
+
+/// Relays one stream. Returning drops the iterator, which cancels the
 /// upstream request if it is still going.
 fn relay(request: tiny_http::Request, prompt: String, ctx: &RelayCtx) -> Outcome {
-    let (client, url) = (ctx.client.clone(), ctx.upstream.clone());
-    let mut chunks = ctx.bridge.iter(move || {
-        futures::stream::once(async move {
-            let response = client
-                .post(url)
-                .body(prompt)
-                .send()
-                .await?
-                .error_for_status()?;
-            Ok(response.bytes_stream())
-        })
-        .try_flatten()
-    });
+    let (client, url, heartbeat) = (ctx.client.clone(), ctx.upstream.clone(), ctx.heartbeat);
+    let mut pieces = ctx
+        .bridge
+        .iter_direct(move || upstream_pieces(client, url, prompt, heartbeat))
+        .peekable();
 
     // Nothing is sent before the upstream answered: an upstream that fails
     // at once becomes a plain 502.
-    let first = match chunks.next() {
-        Some(Ok(chunk)) => Some(chunk),
-        None => None,
-        Some(Err(e)) => {
-            let msg = format!("upstream failed: {e}");
-            let _ = request.respond(tiny_http::Response::from_string(msg).with_status_code(502));
-            return Outcome::UpstreamFailed;
-        }
-    };
+    while let Some(Piece::Quiet) = pieces.peek() {
+        pieces.next();
+    }
+    if let Some(Piece::Failed(e)) = pieces.peek() {
+        let msg = format!("upstream failed: {e}");
+        let _ = request.respond(tiny_http::Response::from_string(msg).with_status_code(502));
+        return Outcome::UpstreamFailed;
+    }
 
     let mut out = SseWriter::new(request.into_writer());
     if out.head().is_err() {
         return Outcome::Disconnected;
     }
     let mut text = Utf8Carry::default();
-    let mut next: Option<reqwest::Result<_>> = first.map(Ok);
-    loop {
-        let sent = match next.take() {
-            Some(Ok(chunk)) => match text.push(&chunk) {
+    for piece in pieces {
+        let sent = match piece {
+            Piece::Chunk(chunk) => match text.push(&chunk) {
                 t if t.is_empty() => Ok(()),
                 t => out.event(None, &t),
             },
-            Some(Err(e)) => {
-                let _ = out.event(Some("error"), &e.to_string());
+            Piece::Quiet => out.comment("keep-alive"),
+            Piece::Failed(e) => {
+                let _ = out.event(Some("error"), &e);
                 let _ = out.finish();
                 return Outcome::UpstreamFailed;
             }
-            None => {
-                let _ = out.event(Some("done"), "[DONE]");
-                return match out.finish() {
-                    Ok(()) => Outcome::Completed,
-                    Err(_) => Outcome::Disconnected,
-                };
-            }
         };
         if sent.is_err() {
-            // The client left: dropping `chunks` (on return) cancels the
-            // upstream stream.
+            // The client left: dropping the iterator (on return) cancels the
+            // upstream request.
             return Outcome::Disconnected;
         }
-        next = loop {
-            match chunks.next_timeout(ctx.heartbeat) {
-                Ok(item) => break item,
-                Err(_) => {
-                    if out.comment("keep-alive").is_err() {
-                        return Outcome::Disconnected;
-                    }
-                }
-            }
-        };
+    }
+    let _ = out.event(Some("done"), "[DONE]");
+    match out.finish() {
+        Ok(()) => Outcome::Completed,
+        Err(_) => Outcome::Disconnected,
     }
 }
 
@@ -667,7 +683,7 @@ pub fn reply_tokens() -> Vec<String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let upstream = Upstream::start(reply_tokens(), Duration::from_millis(50))?;
-    let relay = Relay::start(upstream.url(), executor_bridge::tokio::bridge().clone())?;
+    let relay = Relay::start(upstream.url(), Bridge::new(Tokio::new()))?;
     println!(
         "upstream {} -> relay http://{}/chat",
         upstream.url(),

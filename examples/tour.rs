@@ -1,188 +1,206 @@
 //! cargo run --example tour --all-features
 //!
-//! A short tour of executor-bridge: blocking code calling async code on every
-//! runtime, from inside tokio runtimes, a live stream, a timeout and a panic.
+//! A short tour of executor-bridge, printing what happens: blocking code
+//! calling async code from a plain thread, from inside tokio runtimes and
+//! from inside a bridged future; live streams; a timeout; a panic carried
+//! back; a blocking writer and a blocking sink; and the four adapters.
 
+use std::io::{Read, Write};
 use std::panic;
-use std::sync::mpsc;
+use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use executor_bridge::{AsyncStd, Bridge, Pollster, Smol, Tokio};
 use futures_lite::{stream, Stream, StreamExt};
+use tokio_util::compat::TokioAsyncWriteCompatExt;
 
-/// The name of the thread the caller (or a future) runs on.
+/// The name of the thread this runs on.
 fn here() -> String {
     thread::current().name().unwrap_or("unnamed").to_owned()
 }
 
-/// A stand-in for a streaming LLM reply: one word at a time, as it is produced.
-fn llm_reply(prompt: &str) -> impl Stream<Item = String> {
-    let reply = match prompt {
-        "Why is the sky blue?" => "Air molecules scatter blue sunlight more than red light.",
-        _ => "I don't know.",
-    };
-    let words: Vec<String> = reply.split(' ').map(str::to_owned).collect();
-    stream::iter(words).then(|word| async move {
-        tokio::time::sleep(Duration::from_millis(60)).await;
+/// A stand-in for a streaming LLM reply: one word every 40 ms.
+fn llm_reply() -> impl Stream<Item = &'static str> + Send {
+    stream::iter("Air scatters blue light more than red.".split(' ')).then(|word| async move {
+        tokio::time::sleep(Duration::from_millis(40)).await;
         word
     })
 }
 
-/// Reports, when dropped, the thread it was dropped on.
-struct Goodbye(mpsc::Sender<String>);
-
-impl Drop for Goodbye {
-    fn drop(&mut self) {
-        let _ = self.0.send(here());
-    }
-}
-
 fn main() {
     let tour = Instant::now();
-    let tokio = Bridge::new(Tokio::new());
+    let bridge = Bridge::new(Tokio::new());
 
-    println!("1. A plain `fn main` calls async code on each runtime");
+    println!("1. Calling async code from blocking code");
     let t = Instant::now();
-    let slept = tokio.run(move || async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        format!(
-            "tokio timer fired after {:?}; the future ran inline on thread {}",
-            t.elapsed(),
-            here()
-        )
+    let ran_on = bridge.run(|| async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        here()
     });
-    println!("   Tokio:    {slept}");
+    println!(
+        "   plain thread:          a 20 ms tokio timer took {:?}; ran on {ran_on}, driving the runtime",
+        t.elapsed()
+    );
 
-    let smol = Bridge::new(Smol::new());
-    let spawned = smol.run(|| async {
-        smol::Timer::after(Duration::from_millis(10)).await;
-        smol::spawn(async { 21 * 2 }).await
-    });
-    println!("   Smol:     a timer, then a spawned task returned {spawned}");
-
-    let async_std = Bridge::new(AsyncStd); // legacy: async-std is discontinued in favour of smol
-    let spawned = async_std.run(|| async {
-        async_std::task::sleep(Duration::from_millis(10)).await;
-        async_std::task::spawn(async { "hello" }).await
-    });
-    println!("   AsyncStd: a sleep, then a spawned task returned {spawned:?} (legacy)");
-
-    let pollster = Bridge::new(Pollster);
-    let (tx, rx) = async_channel::bounded(1);
-    thread::spawn(move || tx.send_blocking("a message from another thread"));
-    let got = pollster.run(move || async move { rx.recv().await.unwrap() });
-    println!("   Pollster: no runtime at all, awaited {got:?}");
-
-    println!();
-    println!("2. Calls from code that is itself running on tokio");
+    // What `#[tokio::main(flavor = "current_thread")]` or `#[tokio::test]` code sees.
     let current_thread = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let ran_on = current_thread.block_on(async {
-        // What `#[tokio::main(flavor = "current_thread")]` or `#[tokio::test]` code sees.
-        tokio.run(|| async {
+    let b = bridge.clone();
+    let ran_on = current_thread.block_on(async move {
+        b.run(|| async {
             tokio::time::sleep(Duration::from_millis(10)).await;
             here()
         })
     });
     println!(
-        "   from a current_thread runtime's block_on (thread {}):",
-        here()
+        "   current_thread body:   no \"runtime within a runtime\" panic; ran on {ran_on}, parked"
     );
-    println!("     the call hopped to the bridge's loop thread {ran_on}");
 
     let app = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("app-worker")
         .enable_all()
         .build()
         .unwrap();
-    let bridge = tokio.clone();
-    let (caller, child, ran_on) = app.block_on(async move {
+    let b = bridge.clone();
+    let (ran_on, child) = app.block_on(async move {
         tokio::spawn(async move {
-            // A worker task awaiting a task it just spawned: a naive block_on would hang here.
-            let child = tokio::spawn(async {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                "child task done"
-            });
-            let caller = here();
-            let (child, ran_on) = bridge.run(move || async move { (child.await.unwrap(), here()) });
-            (caller, child, ran_on)
+            // A task awaiting a task it just spawned: a naive block_on hangs here.
+            let child = tokio::spawn(async { "child done" });
+            b.run(move || async move { (here(), child.await.unwrap()) })
         })
         .await
         .unwrap()
     });
     println!(
-        "   from a task on a multi_thread worker (thread {caller}) awaiting its own child task:"
-    );
-    println!(
-        "     the worker's queue was handed off, the call ran right there on {ran_on}: {child:?}"
+        "   multi_thread task:     awaited its own child ({child:?}); ran on {ran_on}, handed off"
     );
 
-    println!();
-    println!("3. A live stream, printed word by word as it arrives");
-    let t = Instant::now();
-    println!("   > Why is the sky blue?");
-    for word in tokio.iter(|| llm_reply("Why is the sky blue?")) {
-        println!("   [{:>3} ms] {word}", t.elapsed().as_millis());
-    }
-    let (dropped, dropped_on) = mpsc::channel();
-    let mut endless = tokio.iter(move || {
-        let goodbye = Goodbye(dropped);
-        stream::unfold((0u64, goodbye), |(n, goodbye)| async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            Some((n, (n + 1, goodbye)))
+    let b = bridge.clone();
+    let inner = bridge.run(move || async move {
+        // Blocking code called from inside a bridged future calls again.
+        b.run(|| async {
+            tokio::task::yield_now().await;
+            here()
         })
     });
-    let first: Vec<u64> = endless.by_ref().take(3).collect();
-    println!("   an endless stream: took {first:?}, then dropped the iterator");
-    drop(endless);
-    let thread = dropped_on.recv_timeout(Duration::from_secs(5)).unwrap();
-    println!("   the stream was dropped (its destructor ran) on its loop thread {thread}");
+    println!("   nested:                a call inside a bridged future ran on {inner}");
 
     println!();
-    println!("4. A timeout");
-    let (dropped, dropped_on) = mpsc::channel();
+    println!("2. Streams as iterators, live");
     let t = Instant::now();
-    let err = tokio
-        .run_timeout(Duration::from_millis(200), move || async move {
-            let _goodbye = Goodbye(dropped);
-            tokio::time::sleep(Duration::from_secs(60)).await;
+    print!("   iter_direct:          ");
+    for word in bridge.iter_direct(llm_reply) {
+        print!(" {word}({} ms)", t.elapsed().as_millis());
+        std::io::stdout().flush().unwrap();
+    }
+    println!();
+    let squares: Vec<String> = bridge
+        .iter(|| {
+            let unit = Rc::new("²"); // !Send: this stream lives on a loop thread
+            stream::iter(1..=4).map(move |n| format!("{n}{unit}"))
+        })
+        .collect();
+    println!("   iter (a !Send stream): {}", squares.join(" "));
+
+    println!();
+    println!("3. A deadline and a panic");
+    let t = Instant::now();
+    let err = bridge
+        .run_timeout(Duration::from_millis(100), || {
+            tokio::time::sleep(Duration::from_secs(60))
         })
         .unwrap_err();
     println!(
-        "   run_timeout returned after {:?}: {err} (is_timeout: {})",
-        t.elapsed(),
-        err.is_timeout()
+        "   run_timeout:           {err} after {:?}, the future dropped",
+        t.elapsed()
     );
-    // run_timeout returns only after the cancelled future's destructor ran.
-    let thread = dropped_on.try_recv().unwrap();
-    println!("   the slow future had already been dropped, on thread {thread}");
-
-    println!();
-    println!("5. A panic, caught");
-    // Silence the default "thread panicked at" report for this one, expected, panic.
     let report = panic::take_hook();
-    panic::set_hook(Box::new(|_| {}));
-    let result = tokio.try_run(|| async {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let user_id: u32 = 0;
-        if user_id == 0 {
-            panic!("no such user: {user_id}");
-        }
-        user_id
-    });
+    panic::set_hook(Box::new(|_| {})); // silence this one, expected, panic
+    let err = bridge
+        .try_run(|| async {
+            let user_id = 0;
+            if user_id == 0 {
+                panic!("no such user: {user_id}");
+            }
+            user_id
+        })
+        .unwrap_err();
     panic::set_hook(report);
-    let err = result.unwrap_err();
-    println!("   try_run returned: {err} (is_panic: {})", err.is_panic());
+    println!("   try_run:               {err}");
     let payload = err.into_panic();
     println!(
-        "   the payload came back intact: {:?}",
+        "                          the payload came back intact: {:?}",
         payload.downcast_ref::<String>().unwrap()
     );
-    let still = tokio.run(|| async { "still works" });
-    println!("   and the bridge {still}");
+
+    println!();
+    println!("4. Blocking IO into async sinks");
+    let path = std::env::temp_dir().join(format!("tour-{}.txt", std::process::id()));
+    let p = path.clone();
+    let file = bridge.run(|| tokio::fs::File::create(p)).unwrap();
+    let mut out = bridge.writer(move || file.compat_write());
+    for i in 1..=10_000 {
+        writeln!(out, "line {i}").unwrap(); // buffered, written behind on a loop thread
+    }
+    out.close().unwrap(); // the file's own error, if it had one
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    println!(
+        "   writer:                {} bytes into a tokio::fs::File, last {:?}",
+        text.len(),
+        text.lines().last().unwrap()
+    );
+    let sink = bridge.sink(4, |mut rows| async move {
+        // An async consumer: a database, a websocket, a Kafka producer.
+        let mut stored = 0;
+        while let Some(row) = rows.next().await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            stored += row;
+        }
+        stored
+    });
+    for row in 1..=100 {
+        sink.send(row).unwrap(); // blocks while 4 rows wait
+    }
+    println!(
+        "   sink:                  the consumer returned {}",
+        sink.close()
+    );
+
+    println!();
+    println!("5. The adapters");
+    let t = Instant::now();
+    let n = Bridge::new(Smol).run(|| async {
+        smol::Timer::after(Duration::from_millis(10)).await;
+        smol::spawn(async { 21 * 2 }).await
+    });
+    println!(
+        "   Smol:                  a timer, then a task returned {n} ({:?})",
+        t.elapsed()
+    );
+    let greeting = Bridge::new(AsyncStd).run(|| async {
+        async_std::task::sleep(Duration::from_millis(10)).await;
+        async_std::task::spawn(async { "hello" }).await
+    });
+    println!("   AsyncStd (legacy):     a sleep, then a task returned {greeting:?}");
+    let (tx, rx) = async_channel::bounded(1);
+    thread::spawn(move || tx.send_blocking("from another thread"));
+    let got = Bridge::new(Pollster).run(move || async move { rx.recv().await.unwrap() });
+    println!("   Pollster (no runtime): awaited a message {got:?}");
+    let t = Instant::now();
+    let n = bridge.run(|| async { tokio::spawn(async { 7 }).await.unwrap() });
+    println!(
+        "   Tokio:                 a task returned {n} ({:?})",
+        t.elapsed()
+    );
 
     println!();
     println!("Tour finished in {:?}.", tour.elapsed());

@@ -200,7 +200,11 @@ impl<R: Runtime> Builder<R> {
     /// With a capacity, the loop thread keeps polling while the consumer is
     /// busy with earlier items (a slow consumer and a slow source overlap),
     /// and items travel in batches of what the stream had ready: throughput
-    /// for bulk streams. Items read ahead are dropped with the iterator.
+    /// for bulk streams. The stream runs at most `capacity` items ahead; the
+    /// consumer tops its demand up each time half of it was used (one wake of
+    /// the loop thread per `capacity / 2` items), so a consumer that pauses
+    /// finds between half of `capacity` and all of it read ahead. Items read
+    /// ahead are dropped with the iterator.
     pub fn stream_capacity(mut self, capacity: usize) -> Self {
         self.stream_capacity = capacity;
         self
@@ -352,7 +356,11 @@ impl<R: Runtime> Bridge<R> {
         self.start()?;
         match context::placement(self.runtime()) {
             Placement::Hop => self.hop(make, None),
-            here => catch(|| run_here(self.runtime(), here, make)),
+            here => match context::catch(|| run_here(self.runtime(), here, make)) {
+                Ok(out) => Ok(out),
+                Err(payload) if context::misused() => context::resume_misuse(payload),
+                Err(payload) => Err(Error::panic(payload)),
+            },
         }
     }
 
@@ -448,26 +456,34 @@ impl<R: Runtime> Bridge<R> {
         F: Future + 'static,
         F::Output: Send + 'static,
     {
-        let (reply, answer) = async_channel::bounded(1);
-        let (cancel, cancelled) = async_channel::bounded::<()>(1);
-        let busy = Arc::new(AtomicBool::new(false));
+        let (reply, mut answer) = oneshot::async_channel();
+        // Only a call with a deadline can be cancelled, or needs to tell
+        // whether its future is busy in a poll.
+        let (cancel, watch) = match deadline {
+            Some(_) => {
+                let (cancel, cancelled) = oneshot::async_channel::<()>();
+                let busy = Arc::new(AtomicBool::new(false));
+                (Some(cancel), Some((cancelled, busy)))
+            }
+            None => (None, None),
+        };
+        let busy = watch.as_ref().map(|(_, busy)| Arc::clone(busy));
         let job = Call {
             make: Some(make),
             carry: crate::Carry::capture(),
-            cancelled,
-            busy: Arc::clone(&busy),
+            watch,
             out: None,
-            reply,
+            reply: Some(reply),
         };
         let ticket = self
             .pool()
             .submit(Box::new(job), context::nested())
             .map_err(Error::thread)?;
-        let answer = match wait::block_on(answer.recv(), deadline.map(|(at, _)| at)) {
+        let answer = match wait::block_on(&mut answer, deadline.map(|(at, _)| at)) {
             Some(Ok(answer)) => answer,
             Some(Err(_)) => return Err(Error::lost()),
             None => {
-                let Some((_, timeout)) = deadline else {
+                let (Some((_, timeout)), Some(busy)) = (deadline, busy) else {
                     unreachable!("no deadline, no timeout")
                 };
                 if let Ticket::Queued(id) = ticket {
@@ -479,7 +495,7 @@ impl<R: Runtime> Bridge<R> {
                     }
                 }
                 drop(cancel);
-                match wait_cancelled(&answer, &busy) {
+                match wait_cancelled(&mut answer, &busy) {
                     Some(answer) => answer,
                     None => return Err(Error::timeout(timeout)),
                 }
@@ -500,10 +516,10 @@ const BLOCKED_GRACE: Duration = Duration::from_millis(20);
 /// After a deadline: waits for the cancelled call's answer, without limit
 /// while its future is parked (dropping it is prompt), for at most
 /// [`BLOCKED_GRACE`] while it is inside a poll or its destructor.
-fn wait_cancelled<T>(answer: &async_channel::Receiver<T>, busy: &AtomicBool) -> Option<T> {
+fn wait_cancelled<T>(answer: &mut oneshot::AsyncReceiver<T>, busy: &AtomicBool) -> Option<T> {
     loop {
         let grace = Instant::now() + BLOCKED_GRACE;
-        match wait::block_on(answer.recv(), Some(grace)) {
+        match wait::block_on(&mut *answer, Some(grace)) {
             Some(Ok(answer)) => return Some(answer),
             Some(Err(_)) => return None,
             None if busy.load(Ordering::Acquire) => return None,
@@ -521,7 +537,7 @@ where
     M: FnOnce() -> F,
     F: Future,
 {
-    let _depth = DepthGuard::enter();
+    let _depth = DepthGuard::enter(placement);
     let mut fut = pin!(context::own_budget(async move { make().await }));
     let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
     if let Some(Poll::Ready(out)) = first {
@@ -560,22 +576,21 @@ pub(crate) fn block_here<R: Runtime, F: Future + ?Sized>(
     }
 }
 
-/// Runs `f`, catching its panic as an [`Error`].
-pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(Error::panic)
-}
-
-/// A hop: runs `make`'s future on a loop thread, cancellable, and sends the
-/// answer back once the thread is free again.
+/// A hop: runs `make`'s future on a loop thread, and sends the answer back
+/// once the thread is free again.
 struct Call<M, O> {
     make: Option<M>,
     carry: crate::Carry,
-    cancelled: async_channel::Receiver<()>,
-    /// Set while the future is inside a poll or its destructor.
-    busy: Arc<AtomicBool>,
-    out: Option<Result<Option<O>, Payload>>,
-    reply: async_channel::Sender<Result<Option<O>, Payload>>,
+    /// For a call with a deadline: its cancel signal (the sender dropped), and
+    /// the flag set while the future is inside a poll or its destructor.
+    watch: Option<(oneshot::AsyncReceiver<()>, Arc<AtomicBool>)>,
+    out: Option<Answer<O>>,
+    reply: Option<oneshot::Sender<Answer<O>>>,
 }
+
+/// A hop's answer: the output, `None` if it was cancelled first, or the
+/// panic.
+type Answer<O> = Result<Option<O>, Payload>;
 
 impl<R, M, F> Job<R> for Call<M, F::Output>
 where
@@ -588,29 +603,37 @@ where
         let Some(make) = self.make.take() else {
             return;
         };
-        let cancelled = self.cancelled.clone();
-        let busy = &*self.busy;
+        let (cancelled, busy) = match self.watch.take() {
+            Some((cancelled, busy)) => (Some(cancelled), Some(busy)),
+            None => (None, None),
+        };
         let out = self.carry.run(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                rt.block_on(async move {
+            catch_unwind(AssertUnwindSafe(|| match (cancelled, &busy) {
+                (Some(cancelled), Some(busy)) => rt.block_on(async move {
                     // The cancel signal is polled first: once it fired, the
                     // future is dropped without another poll.
                     let stop = async move {
-                        let _ = cancelled.recv().await;
+                        let _ = cancelled.await;
                         None
                     };
-                    let run = async move { Some(Tracked::new(make(), busy).await) };
+                    // `make` too runs inside `Tracked`: a factory that blocks
+                    // its thread counts as busy.
+                    let run =
+                        async move { Some(Tracked::new(async move { make().await }, busy).await) };
                     futures_lite::future::or(stop, run).await
-                })
+                }),
+                _ => Some(rt.block_on(async move { make().await })),
             }))
         });
-        self.busy.store(false, Ordering::Release);
+        if let Some(busy) = &busy {
+            busy.store(false, Ordering::Release);
+        }
         self.out = Some(out);
     }
 
-    fn finish(self: Box<Self>) {
-        if let Some(out) = self.out {
-            let _ = self.reply.try_send(out);
+    fn finish(mut self: Box<Self>) {
+        if let (Some(out), Some(reply)) = (self.out.take(), self.reply.take()) {
+            let _ = reply.send(out);
         }
     }
 }

@@ -42,6 +42,14 @@ pub(crate) enum Here {
 thread_local! {
     /// How many bridged futures this thread is polling right now.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Whether the outermost of them was called on a tokio multi_thread
+    /// worker (a thread to hand off before blocking). Asked while `DEPTH` is
+    /// above 0, as the bridge's own runtime context, entered meanwhile,
+    /// hides the truth from `Handle::try_current` both ways: a worker looks
+    /// like a current_thread runtime's thread under a caller-driven
+    /// runtime's context, and a current_thread task like a worker under a
+    /// multi_thread runtime's.
+    static OUTER_WORKER: Cell<bool> = const { Cell::new(false) };
     /// [`MARK`]'s state: it is registered once a runtime's `block_on` has
     /// run on this thread (so it is destroyed before that runtime's own
     /// thread-locals are), and flags its own destruction.
@@ -50,6 +58,9 @@ thread_local! {
     /// Set by a wait outside the runtime's `block_on` for the `enter` that
     /// wraps it, so that the runtime knows someone else must drive it.
     static WAITING: Cell<bool> = const { Cell::new(false) };
+    /// Set by a misuse panic ([`misuse`]), which `try_run` lets unwind
+    /// instead of returning it as the future's panic.
+    static MISUSED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Marks the next [`Runtime::enter`] on this thread as the one a wait
@@ -91,8 +102,23 @@ pub(crate) fn mark_runtime_used() {
 pub(crate) struct DepthGuard(());
 
 impl DepthGuard {
-    pub(crate) fn enter() -> Self {
-        DEPTH.set(DEPTH.get() + 1);
+    /// For a future polled on the caller's thread, before the bridge enters
+    /// its runtime's context there.
+    pub(crate) fn enter(_placement: Placement) -> Self {
+        DepthGuard::with(|| tokio_here() == Here::Worker)
+    }
+
+    /// For a future polled on a thread of the bridge's own.
+    pub(crate) fn on_loop_thread() -> Self {
+        DepthGuard::with(|| false)
+    }
+
+    fn with(on_worker: impl FnOnce() -> bool) -> Self {
+        let depth = DEPTH.get();
+        if depth == 0 {
+            OUTER_WORKER.set(on_worker());
+        }
+        DEPTH.set(depth + 1);
         DepthGuard(())
     }
 }
@@ -120,6 +146,7 @@ pub(crate) fn here() -> Here {
 
 /// Decides where a call from the current thread to a bridge over `rt` runs.
 #[inline]
+#[track_caller]
 pub(crate) fn placement<R: Runtime>(rt: &R) -> Placement {
     let here = here();
     let block_here = match here {
@@ -186,10 +213,22 @@ pub(crate) fn own_budget<F: std::future::Future>(
 #[track_caller]
 pub(crate) fn hand_off<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(feature = "tokio")]
-    if tokio_here() == Here::Worker {
+    if on_worker() {
         return worker_hand_off(f);
     }
     f()
+}
+
+/// Whether the current thread is a tokio multi_thread worker (see
+/// `OUTER_WORKER` for why a bridged future's poll asks its outermost call).
+#[cfg(feature = "tokio")]
+#[inline]
+fn on_worker() -> bool {
+    if nested() {
+        OUTER_WORKER.get()
+    } else {
+        tokio_here() == Here::Worker
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -208,11 +247,42 @@ fn worker_hand_off<T>(f: impl FnOnce() -> T) -> T {
         Err(payload) if started => resume_unwind(payload),
         // tokio refused before running `f`: a task of a `LocalSet` driven on a
         // multi_thread runtime looks like a worker task but cannot hand off.
-        Err(_) => panic!(
+        Err(_) => misuse(format_args!(
             "executor-bridge: cannot block inside a tokio `LocalSet` task on a multi_thread \
              runtime (tokio cannot hand that thread off, and blocking it could stall the \
              tasks queued behind it); call the bridge from `tokio::task::spawn_blocking`, \
              from outside the `LocalSet`, or use a current_thread runtime for the `LocalSet`"
-        ),
+        )),
+    }
+}
+
+/// Panics for a misuse of the bridge (a calling context it cannot serve), at
+/// the caller's line. `try_run` resumes such a panic instead of returning it:
+/// it is not the future's.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+#[track_caller]
+pub(crate) fn misuse(message: std::fmt::Arguments<'_>) -> ! {
+    MISUSED.set(true);
+    panic!("{message}")
+}
+
+/// Runs `f`, catching its panic; [`misused`] then tells a misuse panic.
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Box<dyn std::any::Any + Send>> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    MISUSED.set(false);
+    catch_unwind(AssertUnwindSafe(f))
+}
+
+/// Whether the panic [`catch`] caught last on this thread is a misuse panic.
+pub(crate) fn misused() -> bool {
+    MISUSED.get()
+}
+
+/// Raises a misuse panic caught by [`catch`] again, at the caller's line.
+#[track_caller]
+pub(crate) fn resume_misuse(payload: Box<dyn std::any::Any + Send>) -> ! {
+    match payload.downcast::<String>() {
+        Ok(message) => misuse(format_args!("{message}")),
+        Err(payload) => std::panic::resume_unwind(payload),
     }
 }

@@ -5,7 +5,7 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use futures_lite::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite};
 
@@ -32,6 +32,13 @@ pub struct BlockingIo<T> {
     exec: Arc<dyn Exec>,
     /// `None` once a panic dropped it.
     io: Option<Pin<Box<T>>>,
+    /// [`BufRead`]: a copy of the object's filled buffer from its last
+    /// `poll_fill_buf`, from `pos` on, not yet consumed (the object's
+    /// buffer holds the same bytes). Borrowing the object's own buffer
+    /// would need a second poll, outside the runtime's context, which a
+    /// source at its end may answer by polling its inner reader again.
+    filled: Vec<u8>,
+    pos: usize,
 }
 
 impl<R: Runtime> Bridge<R> {
@@ -71,6 +78,8 @@ impl<R: Runtime> Bridge<R> {
         BlockingIo {
             exec: self.pool().clone(),
             io: Some(Box::pin(io)),
+            filled: Vec::new(),
+            pos: 0,
         }
     }
 }
@@ -105,10 +114,12 @@ impl<T: Send + 'static> BlockingIo<T> {
     where
         T: AsyncWrite,
     {
+        self.flush()?;
         self.both(|io, cx| io.poll_close(cx))?
     }
 
     /// Where the next operation runs (starting the runtime if needed).
+    #[track_caller]
     fn placement(&self) -> io::Result<Placement> {
         self.exec.start()?;
         Ok(self.exec.placement())
@@ -158,7 +169,7 @@ impl<T: Send + 'static> BlockingIo<T> {
     {
         self.usable()?;
         let io = self.io.take().expect("usable");
-        let away = local::send_away(&self.exec, io, op)?;
+        let mut away = local::send_away(&self.exec, io, op)?;
         let back = away
             .wait(None)
             .expect("a wait without a deadline completes")?;
@@ -168,6 +179,12 @@ impl<T: Send + 'static> BlockingIo<T> {
             Ok(None) => Err(Error::lost().into()),
             Err(payload) => resume_unwind(payload),
         }
+    }
+
+    /// Drops the copy of the object's buffer: a read or a seek changes it.
+    fn forget_filled(&mut self) {
+        self.filled.clear();
+        self.pos = 0;
     }
 
     fn usable(&mut self) -> io::Result<&mut Pin<Box<T>>> {
@@ -186,6 +203,7 @@ impl<T: AsyncRead + Send + 'static> Read for BlockingIo<T> {
         if buf.is_empty() {
             return Ok(0);
         }
+        self.forget_filled();
         let here = self.placement()?;
         if here != Placement::Hop {
             return self.here(here, |io, cx| io.poll_read(cx, buf))?;
@@ -230,36 +248,22 @@ impl<T: AsyncBufRead + Send + 'static> BufRead for BlockingIo<T> {
     ///
     /// Until the object's buffer has bytes, the object has ended, or failed.
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        // Fill the object's buffer (here or away), then borrow it: a filled
-        // buffer is returned again, at once, until consumed.
-        loop {
-            self.both(|io, cx| io.poll_fill_buf(cx).map(|r| r.map(|_| ())))??;
-            let filled = {
-                let io = self.usable()?;
-                matches!(
-                    io.as_mut()
-                        .poll_fill_buf(&mut Context::from_waker(Waker::noop())),
-                    Poll::Ready(_)
-                )
-            };
-            if filled {
-                break;
-            }
+        if self.pos == self.filled.len() {
+            self.filled = self.both(|mut io, cx| match io.as_mut().poll_fill_buf(cx) {
+                Poll::Ready(Ok(buf)) => Poll::Ready(Ok(buf.to_vec())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            })??;
+            self.pos = 0;
         }
-        let io = self.io.as_mut().expect("filled above");
-        match io
-            .as_mut()
-            .poll_fill_buf(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(done) => done,
-            Poll::Pending => unreachable!("ready a moment ago"),
-        }
+        Ok(&self.filled[self.pos..])
     }
 
     fn consume(&mut self, amt: usize) {
         if let Some(io) = self.io.as_mut() {
             io.as_mut().consume(amt);
         }
+        self.pos = (self.pos + amt).min(self.filled.len());
     }
 }
 
@@ -268,6 +272,7 @@ impl<T: AsyncSeek + Send + 'static> Seek for BlockingIo<T> {
     ///
     /// Until the object has moved.
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.forget_filled();
         self.both(move |io, cx| io.poll_seek(cx, pos))?
     }
 }

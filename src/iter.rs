@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use futures_lite::{future, FutureExt, Stream, StreamExt};
 
-use crate::context::Placement;
+use crate::context::{self, Placement};
 use crate::error::Payload;
 use crate::local::{self, Away, Exec};
 use crate::{wait, Bridge, Carry, Error, Runtime};
@@ -73,6 +73,7 @@ struct Direct<T> {
 
 /// What the loop thread sends the consumer.
 enum Msg<T> {
+    Item(T),
     Items(Vec<T>),
     End,
     Panic(Payload),
@@ -81,8 +82,8 @@ enum Msg<T> {
 /// The consumer's end of a stream running on a loop thread.
 struct Pipe<T> {
     items: Receiver<Msg<T>>,
-    /// One token per item the consumer asks for.
-    demand: Sender<()>,
+    /// How many more items the consumer asks for.
+    demand: Sender<usize>,
     buf: VecDeque<T>,
     /// Tokens sent and not yet answered with an item.
     asked: usize,
@@ -276,9 +277,9 @@ where
     }
 }
 
-/// Drives the stream on its loop thread: an item for each token of demand,
-/// the first awaited, more only if ready; stops when the consumer leaves.
-async fn produce<M, S>(make: M, demand: Receiver<()>, items: Sender<Msg<S::Item>>)
+/// Drives the stream on its loop thread: an item for each one asked for, the
+/// first awaited, more only if ready; stops when the consumer leaves.
+async fn produce<M, S>(make: M, demand: Receiver<usize>, items: Sender<Msg<S::Item>>)
 where
     M: FnOnce() -> S,
     S: Stream,
@@ -292,13 +293,13 @@ where
         let end = loop {
             if tokens == 0 {
                 match demand.recv().await {
-                    Ok(()) => tokens = 1,
+                    Ok(n) => tokens = n,
                     // The consumer left; the stream is dropped with `pump`.
                     Err(_) => return Msg::End,
                 }
             }
-            while tokens < MAX_BATCH && demand.try_recv().is_ok() {
-                tokens += 1;
+            while let Ok(n) = demand.try_recv() {
+                tokens += n;
             }
             let first = match AssertUnwindSafe(stream.next()).catch_unwind().await {
                 Ok(Some(item)) => item,
@@ -306,13 +307,13 @@ where
                 Err(payload) => break Msg::Panic(payload),
             };
             tokens -= 1;
-            let mut batch = vec![first];
+            let mut batch = Batch::One(first);
             // Take what is ready now, never waiting to fill a batch.
             let mut ended = None;
-            while tokens > 0 {
+            while tokens > 0 && batch.len() < MAX_BATCH {
                 match future::poll_once(AssertUnwindSafe(stream.next()).catch_unwind()).await {
                     Some(Ok(Some(item))) => {
-                        batch.push(item);
+                        batch = batch.push(item);
                         tokens -= 1;
                     }
                     Some(Ok(None)) => ended = Some(Msg::End),
@@ -323,7 +324,7 @@ where
                     break;
                 }
             }
-            if items.send(Msg::Items(batch)).await.is_err() {
+            if items.send(batch.into_msg()).await.is_err() {
                 return Msg::End;
             }
             if let Some(end) = ended {
@@ -351,6 +352,43 @@ where
     }
 }
 
+/// A batch in the making: one item needs no `Vec`.
+enum Batch<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Batch<T> {
+    fn len(&self) -> usize {
+        match self {
+            Batch::One(_) => 1,
+            Batch::Many(items) => items.len(),
+        }
+    }
+
+    fn push(self, item: T) -> Self {
+        match self {
+            Batch::One(first) => {
+                let mut items = Vec::with_capacity(16);
+                items.push(first);
+                items.push(item);
+                Batch::Many(items)
+            }
+            Batch::Many(mut items) => {
+                items.push(item);
+                Batch::Many(items)
+            }
+        }
+    }
+
+    fn into_msg(self) -> Msg<T> {
+        match self {
+            Batch::One(item) => Msg::Item(item),
+            Batch::Many(items) => Msg::Items(items),
+        }
+    }
+}
+
 impl<T> Pipe<T> {
     /// The next item, waiting until `deadline`; `Err` for a panic or a lost
     /// loop thread, `Ok(None)` at the end, timeout as `Err(timeout)` by the
@@ -363,11 +401,16 @@ impl<T> Pipe<T> {
         }
         if self.asked == 0 {
             self.asked = 1;
-            let _ = self.demand.try_send(());
+            let _ = self.demand.try_send(1);
         }
         self.ask();
         let msg = wait::block_on(self.items.recv(), deadline)?;
         Some(match msg {
+            Ok(Msg::Item(item)) => {
+                self.asked = self.asked.saturating_sub(1);
+                self.ask();
+                Ok(Some(item))
+            }
             Ok(Msg::Items(items)) => {
                 self.asked -= items.len().min(self.asked);
                 self.buf.extend(items);
@@ -380,13 +423,15 @@ impl<T> Pipe<T> {
         })
     }
 
-    /// Tops the demand up to the read-ahead.
+    /// Tops the demand up to the read-ahead, once it fell to half of it (one
+    /// message asks for many items).
     fn ask(&mut self) {
-        while self.asked < self.read_ahead.saturating_sub(self.buf.len()) {
-            if self.demand.try_send(()).is_err() {
-                return;
-            }
-            self.asked += 1;
+        let want = self.read_ahead.saturating_sub(self.buf.len());
+        if self.asked <= want / 2
+            && self.asked < want
+            && self.demand.try_send(want - self.asked).is_ok()
+        {
+            self.asked = want;
         }
     }
 }
@@ -394,7 +439,7 @@ impl<T> Pipe<T> {
 impl<T: Send + 'static> Direct<T> {
     #[track_caller]
     fn next(&mut self, deadline: Option<Instant>) -> Option<Result<Option<T>, Error>> {
-        if let Some(away) = &self.away {
+        if let Some(away) = &mut self.away {
             let back = away.wait(deadline)?;
             self.away = None;
             if let Some(done) = self.back(back) {
@@ -409,7 +454,7 @@ impl<T: Send + 'static> Direct<T> {
             return Some(Ok(None));
         };
         if placement == Placement::Hop || deadline.is_some() {
-            let away = match local::send_away(&self.exec, stream, |s, cx| s.poll_next(cx)) {
+            let mut away = match local::send_away(&self.exec, stream, |s, cx| s.poll_next(cx)) {
                 Ok(away) => away,
                 Err(e) => return Some(Err(e)),
             };
@@ -418,7 +463,6 @@ impl<T: Send + 'static> Direct<T> {
             }
             // Timed out: stop it at its next poll, and give a prompt stop
             // the chance to bring the stream (or a last item) home.
-            let mut away = away;
             away.cancel();
             return match away.wait(Some(Instant::now() + CANCEL_GRACE)) {
                 Some(back) => self.back(back),
@@ -428,11 +472,11 @@ impl<T: Send + 'static> Direct<T> {
                 }
             };
         }
-        let polled = catch_unwind(AssertUnwindSafe(|| {
+        let polled = context::catch(|| {
             local::here(&*self.exec, placement, stream.as_mut(), |s, cx| {
                 s.poll_next(cx)
             })
-        }));
+        });
         match polled {
             Ok(Some(item)) => {
                 self.stream = Some(stream);
@@ -440,7 +484,11 @@ impl<T: Send + 'static> Direct<T> {
             }
             Ok(None) => Some(drop_stream(stream).map(|()| None)),
             Err(payload) => {
+                let misused = context::misused();
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(stream)));
+                if misused {
+                    context::resume_misuse(payload)
+                }
                 Some(Err(Error::panic(payload)))
             }
         }

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use async_channel::{Receiver, Sender};
-
 use crate::bridge::block_here;
 use crate::context::{self, DepthGuard, Placement};
 use crate::error::Payload;
@@ -27,9 +25,11 @@ pub(crate) trait Exec: Send + Sync + 'static {
     /// Starts the runtime if needed.
     fn start(&self) -> Result<(), Error>;
     /// Where an operation from the current thread runs.
+    #[track_caller]
     fn placement(&self) -> Placement;
     /// Polls `fut` once under the runtime's context, then waits for it on
     /// this thread as `placement` says (not [`Placement::Hop`]).
+    #[track_caller]
     fn block_here(&self, placement: Placement, fut: Pin<&mut (dyn Future<Output = ()> + '_)>);
     /// Runs `work` on a loop thread; it gets the runtime to block on.
     fn submit(&self, work: Box<dyn FnOnce(&dyn BlockOn) + Send>) -> Result<Ticket, Error>;
@@ -51,10 +51,12 @@ impl<R: Runtime> Exec for Pool<R> {
         self.runtime.start().map_err(Error::runtime)
     }
 
+    #[track_caller]
     fn placement(&self) -> Placement {
         context::placement(&self.runtime)
     }
 
+    #[track_caller]
     fn block_here(&self, placement: Placement, fut: Pin<&mut (dyn Future<Output = ()> + '_)>) {
         poll_then_block(&self.runtime, placement, fut)
     }
@@ -72,7 +74,7 @@ pub(crate) fn poll_then_block<R: Runtime, F: Future + ?Sized>(
     placement: Placement,
     mut fut: Pin<&mut F>,
 ) -> F::Output {
-    let _depth = DepthGuard::enter();
+    let _depth = DepthGuard::enter(placement);
     let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
     if let Some(Poll::Ready(out)) = first {
         return out;
@@ -103,8 +105,9 @@ pub(crate) struct Back<S: ?Sized, O> {
 
 /// An operation away on a loop thread.
 pub(crate) struct Away<S: ?Sized, O> {
-    back: Receiver<Back<S, O>>,
-    cancel: Option<Sender<()>>,
+    back: oneshot::AsyncReceiver<Back<S, O>>,
+    /// Dropped to cancel.
+    cancel: Option<oneshot::Sender<()>>,
 }
 
 /// Polls `op` on `obj` on the current thread, as `placement` says.
@@ -143,8 +146,8 @@ where
     O: Send + 'static,
     Op: FnMut(Pin<&mut S>, &mut Context<'_>) -> Poll<O> + Send + 'static,
 {
-    let (reply, back) = async_channel::bounded(1);
-    let (cancel, cancelled) = async_channel::bounded::<()>(1);
+    let (reply, back) = oneshot::async_channel();
+    let (cancel, cancelled) = oneshot::async_channel::<()>();
     let carry = Carry::capture();
     let work = Box::new(move |rt: &dyn BlockOn| {
         let mut obj = obj;
@@ -154,7 +157,7 @@ where
                 {
                     let fut = pin!(async {
                         let stop = async {
-                            let _ = cancelled.recv().await;
+                            let _ = cancelled.await;
                             None
                         };
                         let run = async { Some(poll_fn(|cx| op(obj.as_mut(), cx)).await) };
@@ -180,7 +183,7 @@ where
                 }
             }
         };
-        let _ = reply.try_send(back);
+        let _ = reply.send(back);
     });
     exec.submit(work)?;
     Ok(Away {
@@ -194,8 +197,8 @@ impl<S: ?Sized, O> Away<S, O> {
     ///
     /// `Err(Error::lost)` if the loop thread went away without it.
     #[track_caller]
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<Back<S, O>, Error>> {
-        wait::block_on(self.back.recv(), deadline).map(|got| got.map_err(|_| Error::lost()))
+    pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> Option<Result<Back<S, O>, Error>> {
+        wait::block_on(&mut self.back, deadline).map(|got| got.map_err(|_| Error::lost()))
     }
 
     /// Asks the operation to stop at its next poll.

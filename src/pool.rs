@@ -266,7 +266,7 @@ impl<R: Runtime> Pool<R> {
                 },
             };
             {
-                let _depth = DepthGuard::enter();
+                let _depth = DepthGuard::on_loop_thread();
                 // A job reports its own panics to its caller; this only keeps
                 // the thread's bookkeeping right should reporting panic too.
                 let _ = catch_unwind(AssertUnwindSafe(|| job.run(&self.runtime)));

@@ -99,6 +99,10 @@ pub trait Runtime: Send + Sync + 'static {
     ///
     /// The default returns `None`: every poll then happens inside `block_on`,
     /// on the caller's thread or on a loop thread, which is always correct.
+    ///
+    /// It carries `#[track_caller]`: a panic here (a misuse it detects)
+    /// points at the line that called the bridge.
+    #[track_caller]
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         let _ = f;
         None
@@ -117,6 +121,13 @@ pub trait Runtime: Send + Sync + 'static {
     ///
     /// Override it to prepare the thread for your runtime (thread-local
     /// state, CPU affinity). The default is `thread.spawn(main)`.
+    ///
+    /// `block_on` must still work on any thread: the bridge also calls it on
+    /// the caller's own thread (where [`Bridge::run`](crate::Bridge::run)
+    /// runs a call in place) and on the short-lived scoped thread that
+    /// [`Bridge::run_scoped`](crate::Bridge::run_scoped) starts where it
+    /// cannot block in place (a borrowing future cannot go to a loop
+    /// thread); neither comes from this hook.
     ///
     /// # Errors
     ///
@@ -140,6 +151,7 @@ impl<R: Runtime> Runtime for std::sync::Arc<R> {
         (**self).start()
     }
 
+    #[track_caller]
     fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
         (**self).enter(f)
     }

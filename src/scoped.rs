@@ -65,7 +65,7 @@ impl<R: Runtime> Bridge<R> {
                 let handle = thread
                     .spawn_scoped(scope, move || {
                         carry.run(|| {
-                            let _depth = DepthGuard::enter();
+                            let _depth = DepthGuard::on_loop_thread();
                             catch_unwind(AssertUnwindSafe(|| {
                                 rt.block_on(async move { make().await })
                             }))

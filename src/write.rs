@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender};
-use futures_lite::{future, AsyncWrite, AsyncWriteExt};
+use futures_lite::{future, AsyncWrite, AsyncWriteExt, FutureExt};
 
 use crate::error::Payload;
 use crate::local::{BlockOn, Exec};
@@ -125,14 +125,20 @@ impl<R: Runtime> Bridge<R> {
             let shared = Arc::clone(&sink.shared);
             carry.run(|| {
                 let mut fut = std::pin::pin!(async move {
-                    let run = sink.run(make);
                     // A cancel is a message; the channel closing is not one.
                     let stop = async {
                         if cancelled.recv().await.is_err() {
                             future::pending::<()>().await;
                         }
+                        Ok(())
                     };
-                    future::or(stop, run).await
+                    let run = AssertUnwindSafe(sink.run(make)).catch_unwind();
+                    if let Err(payload) = future::or(stop, run).await {
+                        // Recorded before `sink` (its answer channel) drops,
+                        // so that a waiting call finds the panic.
+                        *lock(&sink.shared.failed) = Failed::Panic(Some(payload));
+                    }
+                    drop(sink);
                 });
                 if let Err(payload) =
                     catch_unwind(AssertUnwindSafe(|| rt.block_on_dyn(fut.as_mut())))
@@ -166,7 +172,7 @@ struct Sink {
 }
 
 impl Sink {
-    async fn run<M, W>(self, make: M)
+    async fn run<M, W>(&self, make: M)
     where
         M: FnOnce() -> W,
         W: AsyncWrite,

@@ -4,9 +4,10 @@
 //! adapter, each future waiting on its adapter's own timer so that it really
 //! needs that runtime. Then: nested calls three levels deep, destructors that
 //! call the bridge (in a future, a task, a stream, a cancelled call, at thread
-//! exit), the tokio traps (a worker awaiting a task it just spawned, tokio#4941;
-//! many calls past the coop budget, tokio#2376), and a `LocalSet` driven on a
-//! multi_thread runtime.
+//! exit), the tokio traps (a worker awaiting a task it just spawned, from a
+//! call and from a nested call, tokio#4941; many calls past the coop budget,
+//! tokio#2376), a `LocalSet` driven on a multi_thread runtime, and the table
+//! again on `SmolExecutor` (whose `enter` says no, so calls hop).
 //!
 //! The checks and [`Place`] are shared with `custom` (user runtimes) and
 //! `run`.
@@ -26,7 +27,9 @@ use futures_lite::{stream, Stream, StreamExt};
 
 #[cfg(feature = "tokio")]
 use crate::common::join;
-use crate::common::{eventually, is_set, message, per_runtime, watchdog, BoxFuture, Ctx, DropFlag, Payload};
+use crate::common::{
+    eventually, is_set, message, per_runtime, watchdog, BoxFuture, Ctx, DropFlag, Payload,
+};
 use crate::common::{TestRuntime, LIMIT};
 
 /// A timer of the runtime under test.
@@ -71,12 +74,10 @@ pub(crate) enum Place {
     #[cfg(feature = "tokio")]
     SingleWorker,
     /// `block_on(local.run_until(..))` on a multi_thread runtime: the body.
+    /// (A `spawn_local` task there is no place to wait in: see
+    /// `local_set_on_a_multi_thread_runtime`.)
     #[cfg(feature = "tokio")]
     MultiThreadLocalSetBody,
-    /// A `spawn_local` task of a `LocalSet` driven by a multi_thread
-    /// runtime's `block_on`.
-    #[cfg(feature = "tokio")]
-    MultiThreadLocalSetTask,
     /// A `smol::spawn` task.
     #[cfg(feature = "smol")]
     SmolTask,
@@ -89,7 +90,7 @@ impl Place {
     /// Every place the enabled features allow.
     pub(crate) fn all() -> Vec<Place> {
         let mut all: Vec<Place> = Ctx::all().into_iter().map(Place::Ctx).collect();
-        all.extend([
+        let more: Vec<Place> = vec![
             #[cfg(feature = "tokio")]
             Place::SpawnBlockingOnCurrentThread,
             #[cfg(feature = "tokio")]
@@ -98,13 +99,12 @@ impl Place {
             Place::SingleWorker,
             #[cfg(feature = "tokio")]
             Place::MultiThreadLocalSetBody,
-            #[cfg(feature = "tokio")]
-            Place::MultiThreadLocalSetTask,
             #[cfg(feature = "smol")]
             Place::SmolTask,
             #[cfg(feature = "async-std")]
             Place::AsyncStdTask,
-        ]);
+        ];
+        all.extend(more);
         all
     }
 
@@ -129,25 +129,19 @@ impl Place {
                 local.block_on(&crate::common::current_thread(), async move { f(b) })
             }
             #[cfg(feature = "tokio")]
-            Place::SingleWorker => {
-                multi_thread(1).block_on(async move { join(tokio::spawn(async move { f(b) }).await) })
-            }
+            Place::SingleWorker => multi_thread(1)
+                .block_on(async move { join(tokio::spawn(async move { f(b) }).await) }),
             #[cfg(feature = "tokio")]
             Place::MultiThreadLocalSetBody => {
                 let local = tokio::task::LocalSet::new();
                 multi_thread(2).block_on(local.run_until(async move { f(b) }))
             }
-            #[cfg(feature = "tokio")]
-            Place::MultiThreadLocalSetTask => {
-                let local = tokio::task::LocalSet::new();
-                multi_thread(2).block_on(local.run_until(async move {
-                    join(tokio::task::spawn_local(async move { f(b) }).await)
-                }))
-            }
             #[cfg(feature = "smol")]
             Place::SmolTask => smol::block_on(smol::spawn(async move { f(b) })),
             #[cfg(feature = "async-std")]
-            Place::AsyncStdTask => async_std::task::block_on(async_std::task::spawn(async move { f(b) })),
+            Place::AsyncStdTask => {
+                async_std::task::block_on(async_std::task::spawn(async move { f(b) }))
+            }
         }
     }
 }
@@ -163,11 +157,20 @@ pub(crate) fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
 
 /// Runs `check` from each of `places`, naming the check and the place in a
 /// failure.
-pub(crate) fn from_each<R: Runtime>(what: &str, bridge: &Bridge<R>, places: &[Place], sleep: Sleep, check: Check<R>) {
+pub(crate) fn from_each<R: Runtime>(
+    what: &str,
+    bridge: &Bridge<R>,
+    places: &[Place],
+    sleep: Sleep,
+    check: Check<R>,
+) {
     for &place in places {
-        let got = catch_unwind(AssertUnwindSafe(|| place.run(bridge, move |b| check(&b, sleep))));
+        let got = catch_unwind(AssertUnwindSafe(|| {
+            place.run(bridge, move |b| check(&b, sleep))
+        }));
         if let Err(payload) = got {
-            let text = message(&*payload).unwrap_or_else(|| "(a panic without a text payload)".into());
+            let text =
+                message(&*payload).unwrap_or_else(|| "(a panic without a text payload)".into());
             panic!("{what} from {place:?}: {text}");
         }
     }
@@ -205,7 +208,11 @@ pub(crate) fn check_run<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
         })
     }))
     .unwrap_err();
-    assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(5)), "the panic's payload");
+    assert_eq!(
+        payload.downcast_ref::<Payload>(),
+        Some(&Payload(5)),
+        "the panic's payload"
+    );
     let again = b.run(move || async move {
         sleep(ms(1)).await;
         2u32
@@ -254,7 +261,10 @@ pub(crate) fn check_run_timeout<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
         })
         .unwrap_err();
     assert!(late.is_timeout(), "{late:?}");
-    assert!(is_set(&dropped), "the timed-out future outlived run_timeout");
+    assert!(
+        is_set(&dropped),
+        "the timed-out future outlived run_timeout"
+    );
 }
 
 /// `run_scoped`: the factory and the future borrow and mutate the caller's
@@ -271,7 +281,11 @@ pub(crate) fn check_run_scoped<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
             async move {
                 sleep(ms(2)).await;
                 *polled += *rc;
-                words.iter().max_by_key(|w| w.len()).expect("words").as_str()
+                words
+                    .iter()
+                    .max_by_key(|w| w.len())
+                    .expect("words")
+                    .as_str()
             }
         })
     };
@@ -306,9 +320,14 @@ pub(crate) fn check_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     });
     let err = late.next_timeout(ms(10)).unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    assert_eq!(late.next_timeout(Duration::from_secs(LIMIT)).unwrap(), Some(9), "the late item was lost");
+    assert_eq!(
+        late.next_timeout(Duration::from_secs(LIMIT)).unwrap(),
+        Some(9),
+        "the late item was lost"
+    );
     assert_eq!(late.next(), None);
-    let mut bad = b.iter(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
+    let mut bad =
+        b.iter(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
     assert_eq!(bad.next(), Some(0));
     let payload = catch_unwind(AssertUnwindSafe(|| bad.next())).unwrap_err();
     assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(1)));
@@ -327,9 +346,14 @@ pub(crate) fn check_iter_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     });
     let err = late.next_timeout(ms(10)).unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    assert_eq!(late.next_timeout(Duration::from_secs(LIMIT)).unwrap(), Some(9), "the late item was lost");
+    assert_eq!(
+        late.next_timeout(Duration::from_secs(LIMIT)).unwrap(),
+        Some(9),
+        "the late item was lost"
+    );
     assert_eq!(late.next(), None);
-    let mut bad = b.iter_direct(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
+    let mut bad =
+        b.iter_direct(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
     assert_eq!(bad.next(), Some(0));
     let payload = catch_unwind(AssertUnwindSafe(|| bad.next())).unwrap_err();
     assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(1)));
@@ -337,7 +361,10 @@ pub(crate) fn check_iter_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 /// A `!Send` async reader whose chunks come on the runtime's timer.
-pub(crate) fn slow_reader(sleep: Sleep, chunks: Vec<&'static str>) -> impl futures_lite::AsyncRead + 'static {
+pub(crate) fn slow_reader(
+    sleep: Sleep,
+    chunks: Vec<&'static str>,
+) -> impl futures_lite::AsyncRead + 'static {
     let rc = Rc::new(());
     let chunks = stream::iter(chunks).then(move |chunk| {
         let _keep = Rc::clone(&rc);
@@ -351,14 +378,18 @@ pub(crate) fn slow_reader(sleep: Sleep, chunks: Vec<&'static str>) -> impl futur
 
 /// `reader`: lines across chunk boundaries, every byte, in order.
 pub(crate) fn check_reader<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
-    let reader = b.reader(move || slow_reader(sleep, vec!["first li", "ne\nsecond line\n", "third"]));
+    let reader =
+        b.reader(move || slow_reader(sleep, vec!["first li", "ne\nsecond line\n", "third"]));
     let lines: Vec<String> = reader.lines().collect::<io::Result<_>>().unwrap();
     assert_eq!(lines, ["first line", "second line", "third"]);
 }
 
 fn table<R: TestRuntime>(what: &str) {
     let bridge = Bridge::new(R::make());
-    let (_, check) = checks::<R>().into_iter().find(|(name, _)| *name == what).expect("a check");
+    let (_, check) = checks::<R>()
+        .into_iter()
+        .find(|(name, _)| *name == what)
+        .expect("a check");
     from_each(what, &bridge, &Place::all(), R::sleep, check);
 }
 
@@ -395,33 +426,33 @@ per_runtime!(
 );
 
 /// The same table on `SmolExecutor`, whose `enter` says no: calls from a
-/// tokio runtime and nested calls hop. Its timer is a task of the adapter's
-/// executor, which advances only inside the adapter's `block_on`.
+/// tokio runtime and nested calls hop. Its timer is async-io's, as `Smol`'s.
 #[cfg(feature = "smol")]
 mod smol_executor {
-    use std::sync::{Arc, LazyLock};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use executor_bridge::{Bridge, SmolExecutor};
 
-    use super::{checks, from_each, Place};
+    use super::{checks, from_each, ms, Place};
     use crate::common::{watchdog, BoxFuture, LIMIT};
 
-    static EXECUTOR: LazyLock<Arc<smol::Executor<'static>>> = LazyLock::new(|| Arc::new(smol::Executor::new()));
-
-    pub(crate) fn bridge() -> Bridge<SmolExecutor> {
-        Bridge::new(SmolExecutor::new(Arc::clone(&EXECUTOR)))
+    fn bridge() -> Bridge<SmolExecutor> {
+        Bridge::new(SmolExecutor::new(Arc::new(smol::Executor::new())))
     }
 
-    pub(crate) fn sleep(d: Duration) -> BoxFuture<()> {
-        Box::pin(EXECUTOR.spawn(async move {
+    fn sleep(d: Duration) -> BoxFuture<()> {
+        Box::pin(async move {
             smol::Timer::after(d).await;
-        }))
+        })
     }
 
     fn table(what: &'static str) {
         watchdog(LIMIT, move || {
-            let (_, check) = checks().into_iter().find(|(name, _)| *name == what).expect("a check");
+            let (_, check) = checks()
+                .into_iter()
+                .find(|(name, _)| *name == what)
+                .expect("a check");
             from_each(what, &bridge(), &Place::all(), sleep, check);
         });
     }
@@ -456,7 +487,67 @@ mod smol_executor {
     }
     #[test]
     fn nested_three_levels() {
-        watchdog(LIMIT, || from_each("nested", &bridge(), &Place::all(), sleep, super::check_nested));
+        watchdog(LIMIT, || {
+            from_each(
+                "nested",
+                &bridge(),
+                &Place::all(),
+                sleep,
+                super::check_nested,
+            )
+        });
+    }
+
+    /// The executor's tasks advance inside every call, from every place.
+    #[test]
+    fn tasks_of_the_executor_advance_inside_calls() {
+        watchdog(LIMIT, || {
+            let ex = Arc::new(smol::Executor::new());
+            let bridge = Bridge::new(SmolExecutor::new(Arc::clone(&ex)));
+            for place in Place::all() {
+                let ex = Arc::clone(&ex);
+                let out = place.run(&bridge, move |b| {
+                    let ex2 = Arc::clone(&ex);
+                    let run = b.run(move || async move {
+                        ex2.spawn(async {
+                            smol::Timer::after(ms(2)).await;
+                            5u32
+                        })
+                        .await
+                    });
+                    let streamed: Vec<u32> = b
+                        .iter(move || futures_lite::stream::once_future(ex.spawn(async { 6u32 })))
+                        .collect();
+                    (run, streamed)
+                });
+                assert_eq!(out, (5, vec![6]), "{place:?}");
+            }
+        });
+    }
+
+    /// A nested call awaiting a task of the executor, made by a future that
+    /// awaited one of its tasks before: the outer call's executor loop is
+    /// blocked in the nested call, and must not keep the executor's wake-up
+    /// for itself (it hung: async-executor wakes one sleeping runner per
+    /// scheduled task, and picked the blocked one).
+    #[test]
+    fn a_nested_call_after_awaiting_a_task_of_the_executor() {
+        let out = watchdog(LIMIT, || {
+            let ex = Arc::new(smol::Executor::new());
+            let b = Bridge::new(SmolExecutor::new(Arc::clone(&ex)));
+            let inner = b.clone();
+            b.run(move || async move {
+                ex.spawn(smol::Timer::after(Duration::from_millis(1))).await;
+                inner.run(move || async move {
+                    ex.spawn(async {
+                        smol::Timer::after(Duration::from_millis(5)).await;
+                        7u32
+                    })
+                    .await
+                })
+            })
+        });
+        assert_eq!(out, 7);
     }
 }
 
@@ -549,11 +640,21 @@ pub(crate) fn check_nested<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
         })
         .sum::<u32>()
     });
-    assert_eq!(mixed, 3 + 3 * (20 + 100), "run > iter_direct > run_scoped/run_timeout > iter/try_run");
+    assert_eq!(
+        mixed,
+        3 + 3 * (20 + 100),
+        "run > iter_direct > run_scoped/run_timeout > iter/try_run"
+    );
 }
 
 fn nested_three_levels<R: TestRuntime>() {
-    from_each("nested", &Bridge::new(R::make()), &Place::all(), R::sleep, check_nested::<R>);
+    from_each(
+        "nested",
+        &Bridge::new(R::make()),
+        &Place::all(),
+        R::sleep,
+        check_nested::<R>,
+    );
 }
 
 per_runtime!(nested_three_levels);
@@ -614,7 +715,11 @@ fn drop_calls_the_bridge<R: TestRuntime>() {
         // Dropped by the blocking code of that place.
         let (guard, out) = CallsOnDrop::new(&b, R::sleep);
         place.run(&b, move |_| drop(guard));
-        assert_eq!(out.load(Ordering::SeqCst), DROP_SUM, "dropped from {place:?}");
+        assert_eq!(
+            out.load(Ordering::SeqCst),
+            DROP_SUM,
+            "dropped from {place:?}"
+        );
         // Dropped inside a bridged future called from that place.
         let (guard, out) = CallsOnDrop::new(&b, R::sleep);
         place.run(&b, move |b| {
@@ -623,7 +728,11 @@ fn drop_calls_the_bridge<R: TestRuntime>() {
                 R::sleep(ms(1)).await;
             })
         });
-        assert_eq!(out.load(Ordering::SeqCst), DROP_SUM, "dropped in a future called from {place:?}");
+        assert_eq!(
+            out.load(Ordering::SeqCst),
+            DROP_SUM,
+            "dropped in a future called from {place:?}"
+        );
     }
 }
 
@@ -643,7 +752,9 @@ fn drop_in_a_stream_or_a_cancelled_future_calls_the_bridge<R: TestRuntime>() {
     assert_eq!(it.next(), Some(1));
     drop(it);
     assert!(
-        eventually(Duration::from_secs(LIMIT / 2), || out.load(Ordering::SeqCst) == DROP_SUM),
+        eventually(Duration::from_secs(LIMIT / 2), || out
+            .load(Ordering::SeqCst)
+            == DROP_SUM),
         "iter: the stream's destructor did not complete its calls"
     );
     let (guard, out) = CallsOnDrop::new(&b, R::sleep);
@@ -655,7 +766,11 @@ fn drop_in_a_stream_or_a_cancelled_future_calls_the_bridge<R: TestRuntime>() {
     });
     assert_eq!(it.next(), Some(1));
     drop(it);
-    assert_eq!(out.load(Ordering::SeqCst), DROP_SUM, "iter_direct: the stream's destructor");
+    assert_eq!(
+        out.load(Ordering::SeqCst),
+        DROP_SUM,
+        "iter_direct: the stream's destructor"
+    );
     let (guard, out) = CallsOnDrop::new(&b, R::sleep);
     let err = b
         .run_timeout(ms(20), move || async move {
@@ -665,7 +780,9 @@ fn drop_in_a_stream_or_a_cancelled_future_calls_the_bridge<R: TestRuntime>() {
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert!(
-        eventually(Duration::from_secs(LIMIT / 2), || out.load(Ordering::SeqCst) == DROP_SUM),
+        eventually(Duration::from_secs(LIMIT / 2), || out
+            .load(Ordering::SeqCst)
+            == DROP_SUM),
         "run_timeout: the cancelled future's destructor did not complete its calls"
     );
 }
@@ -728,7 +845,9 @@ fn in_child(name: &str, f: impl FnOnce() + Send + 'static) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the child");
-    let finished = eventually(Duration::from_secs(LIMIT), || matches!(child.try_wait(), Ok(Some(_))));
+    let finished = eventually(Duration::from_secs(LIMIT), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
     if !finished {
         let _ = child.kill();
     }
@@ -748,22 +867,34 @@ mod at_thread_exit {
 
     #[test]
     fn pollster() {
-        in_child("contexts::at_thread_exit::pollster", calls_at_thread_exit::<executor_bridge::Pollster>);
+        in_child(
+            "contexts::at_thread_exit::pollster",
+            calls_at_thread_exit::<executor_bridge::Pollster>,
+        );
     }
     #[cfg(feature = "tokio")]
     #[test]
     fn tokio() {
-        in_child("contexts::at_thread_exit::tokio", calls_at_thread_exit::<executor_bridge::Tokio>);
+        in_child(
+            "contexts::at_thread_exit::tokio",
+            calls_at_thread_exit::<executor_bridge::Tokio>,
+        );
     }
     #[cfg(feature = "smol")]
     #[test]
     fn smol() {
-        in_child("contexts::at_thread_exit::smol", calls_at_thread_exit::<executor_bridge::Smol>);
+        in_child(
+            "contexts::at_thread_exit::smol",
+            calls_at_thread_exit::<executor_bridge::Smol>,
+        );
     }
     #[cfg(feature = "async-std")]
     #[test]
     fn async_std() {
-        in_child("contexts::at_thread_exit::async_std", calls_at_thread_exit::<executor_bridge::AsyncStd>);
+        in_child(
+            "contexts::at_thread_exit::async_std",
+            calls_at_thread_exit::<executor_bridge::AsyncStd>,
+        );
     }
 }
 
@@ -796,7 +927,13 @@ fn check_many_calls<R: Runtime>(b: &Bridge<R>, _sleep: Sleep) {
 }
 
 fn many_calls_in_a_row<R: TestRuntime>() {
-    from_each("many calls", &Bridge::new(R::make()), &Place::all(), R::sleep, check_many_calls::<R>);
+    from_each(
+        "many calls",
+        &Bridge::new(R::make()),
+        &Place::all(),
+        R::sleep,
+        check_many_calls::<R>,
+    );
 }
 
 per_runtime!(many_calls_in_a_row);
@@ -826,7 +963,9 @@ fn worker_awaits_a_task_it_just_spawned<R: TestRuntime>() {
                     let tried = b.try_run(move || async move { h.await.unwrap() }).unwrap();
                     let h = spawn(3);
                     let timed = b
-                        .run_timeout(Duration::from_secs(LIMIT), move || async move { h.await.unwrap() })
+                        .run_timeout(Duration::from_secs(LIMIT), move || async move {
+                            h.await.unwrap()
+                        })
                         .unwrap();
                     let h = spawn(4);
                     let mut scoped = 0;
@@ -834,10 +973,13 @@ fn worker_awaits_a_task_it_just_spawned<R: TestRuntime>() {
                         scoped = h.await.unwrap();
                     });
                     let h = spawn(5);
-                    let direct: Vec<u32> =
-                        b.iter_direct(move || stream::once_future(async move { h.await.unwrap() })).collect();
+                    let direct: Vec<u32> = b
+                        .iter_direct(move || stream::once_future(async move { h.await.unwrap() }))
+                        .collect();
                     let h = spawn(6);
-                    let piped: Vec<u32> = b.iter(move || stream::once_future(async move { h.await.unwrap() })).collect();
+                    let piped: Vec<u32> = b
+                        .iter(move || stream::once_future(async move { h.await.unwrap() }))
+                        .collect();
                     (run, tried, timed, scoped, direct, piped)
                 })
                 .await,
@@ -850,49 +992,236 @@ fn worker_awaits_a_task_it_just_spawned<R: TestRuntime>() {
 #[cfg(feature = "tokio")]
 per_runtime!(worker_awaits_a_task_it_just_spawned);
 
+/// The same from a nested call: a call made (synchronously) by a future that
+/// a call from the worker task is polling on the worker thread, at its first
+/// poll (before the outer call has handed the worker off) or after an
+/// await. The worker must still hand its queue off before the nested call
+/// blocks it. Each case runs on a runtime of its own, all at the same time;
+/// the test reports those that hung.
+#[cfg(feature = "tokio")]
+fn nested_calls_in_a_worker_await_a_task_it_just_spawned<R: TestRuntime>() {
+    type Nested<R> = fn(&Bridge<R>, tokio::task::JoinHandle<u32>) -> u32;
+    let cases: Vec<(&str, Nested<R>)> = vec![
+        ("run", |b, h| b.run(move || async move { h.await.unwrap() })),
+        ("try_run", |b, h| {
+            b.try_run(move || async move { h.await.unwrap() }).unwrap()
+        }),
+        ("run_scoped", |b, h| {
+            b.run_scoped(|| async { h.await.unwrap() })
+        }),
+        ("iter_direct", |b, h| {
+            b.iter_direct(move || stream::once_future(async move { h.await.unwrap() }))
+                .sum()
+        }),
+        ("iter", |b, h| {
+            b.iter(move || stream::once_future(async move { h.await.unwrap() }))
+                .sum()
+        }),
+        ("run_timeout", |b, h| {
+            b.run_timeout(Duration::from_secs(LIMIT), move || async move {
+                h.await.unwrap()
+            })
+            .unwrap()
+        }),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .flat_map(|(what, nested)| [(what, nested, true), (what, nested, false)])
+        .map(|(what, nested, at_first_poll)| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            thread::spawn(move || {
+                let b = Bridge::new(R::make());
+                let got = catch_unwind(AssertUnwindSafe(|| {
+                    multi_thread(1).block_on(async move {
+                        join(
+                            tokio::spawn(async move {
+                                // Spawned by the worker task, on the worker's runtime.
+                                let h = tokio::spawn(async {
+                                    tokio::task::yield_now().await;
+                                    7u32
+                                });
+                                let outer = b.clone();
+                                outer.run(move || async move {
+                                    if !at_first_poll {
+                                        R::sleep(ms(1)).await;
+                                    }
+                                    nested(&b, h)
+                                })
+                            })
+                            .await,
+                        )
+                    })
+                }));
+                let _ = tx.send(got.map_err(|p| message(&*p)));
+            });
+            let when = if at_first_poll {
+                "at the first poll"
+            } else {
+                "after an await"
+            };
+            (format!("{what} {when}"), rx)
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(LIMIT / 2);
+    let mut failures = Vec::new();
+    for (what, rx) in runs {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Ok(7)) => {}
+            Ok(other) => failures.push(format!("{what}: {other:?}")),
+            Err(_) => failures.push(format!("{what}: hung")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "nested calls in a worker task: {}",
+        failures.join("; ")
+    );
+}
+
+#[cfg(feature = "tokio")]
+per_runtime!(nested_calls_in_a_worker_await_a_task_it_just_spawned);
+
 // ===== tokio: a `LocalSet` driven on a multi_thread runtime =====
 
-/// `block_on(local.run_until(..))` on a multi_thread runtime. The body is no
-/// task (a call parks there). A `spawn_local` task has a task id on a
-/// multi_thread runtime, so a call there is served like a worker's: one poll,
-/// then `block_in_place`, which tokio allows on a multi_thread runtime's
-/// `block_on` thread, so the call blocks there (`src/context.rs`
-/// `hand_off`); the crate's "cannot block inside a tokio `LocalSet` task"
-/// panic is for a refusal that never comes here. What a user sees: every
-/// entry point works, in the body and in the task, ready or pending, and
-/// neither hangs nor panics.
+/// The crate's panic for a call that would have to block a `LocalSet` task
+/// on a multi_thread runtime.
+#[cfg(feature = "tokio")]
+const LOCAL_SET_PANIC: &str = "executor-bridge: cannot block inside a tokio `LocalSet` task";
+
+/// What one call did: its output, or the text of its panic.
+#[cfg(feature = "tokio")]
+fn outcome<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| message(&*p).unwrap_or_default())
+}
+
+/// `block_on(local.run_until(..))` on a multi_thread runtime.
+///
+/// The body is no task: calls there park, and every entry point works (the
+/// table runs there, `Place::MultiThreadLocalSetBody`).
+///
+/// A `spawn_local` task there has a task id on a multi_thread runtime, so a
+/// call is served like a worker's: one poll on the caller's thread, then the
+/// hand-off (`src/context.rs` `hand_off`), which tokio refuses in a
+/// `LocalSet` task, and the crate turns the refusal into its own panic. So
+/// exactly: what is ready at the first poll (`run`, `try_run`, `run_scoped`,
+/// `iter_direct`'s item) is returned; whatever must wait panics with the
+/// crate's message, the misuse panic documented on `run` and `try_run`
+/// ("Panics: only the misuse panics of run (a `LocalSet` task, ...)"), so
+/// `try_run` too panics rather than returning it as the future's panic;
+/// `run_timeout`, `iter` and `reader`, which always wait for a loop thread,
+/// panic even for a ready future. Nothing hangs, the `LocalSet`'s other
+/// tasks still run, and the bridge stays usable.
 #[cfg(feature = "tokio")]
 fn local_set_on_a_multi_thread_runtime<R: TestRuntime>() {
     for workers in [1, 2] {
         let b = Bridge::new(R::make());
+        let bridge = b.clone();
         let local = tokio::task::LocalSet::new();
-        let outcome = multi_thread(workers).block_on(local.run_until(async move {
-            let in_body = catch_unwind(AssertUnwindSafe(|| {
-                for (_, check) in checks::<R>() {
-                    check(&b, R::sleep);
-                }
+        let sleep = R::sleep;
+        let (in_body, ready, pending, sibling) =
+            multi_thread(workers).block_on(local.run_until(async move {
+                let in_body = outcome(|| check_run(&b, sleep));
+                let (ready, pending) = tokio::task::spawn_local(async move {
+                    // Ready at the first poll: no hand-off needed.
+                    let ready = vec![
+                        ("run", outcome(|| b.run(|| async { 1u32 }))),
+                        ("try_run", outcome(|| b.try_run(|| async { 2u32 }).unwrap())),
+                        ("run_scoped", outcome(|| b.run_scoped(|| async { 3u32 }))),
+                        (
+                            "iter_direct",
+                            outcome(|| b.iter_direct(|| stream::iter([4u32])).sum::<u32>()),
+                        ),
+                    ];
+                    // Anything else: `Ok` holds what the call gave instead of a panic.
+                    let pending = vec![
+                        (
+                            "run",
+                            outcome(|| {
+                                format!("{:?}", b.run(move || async move { sleep(ms(1)).await }))
+                            }),
+                        ),
+                        (
+                            "try_run",
+                            outcome(|| {
+                                format!(
+                                    "{:?}",
+                                    b.try_run(move || async move { sleep(ms(1)).await })
+                                )
+                            }),
+                        ),
+                        (
+                            "run_scoped",
+                            outcome(|| {
+                                format!(
+                                    "{:?}",
+                                    b.run_scoped(move || async move { sleep(ms(1)).await })
+                                )
+                            }),
+                        ),
+                        (
+                            "iter_direct",
+                            outcome(|| {
+                                format!("{:?}", b.iter_direct(move || ticks(sleep, 1)).count())
+                            }),
+                        ),
+                        (
+                            "run_timeout, ready",
+                            outcome(|| {
+                                format!(
+                                    "{:?}",
+                                    b.run_timeout(Duration::from_secs(LIMIT), || async {})
+                                )
+                            }),
+                        ),
+                        (
+                            "iter, ready",
+                            outcome(|| format!("{:?}", b.iter(|| stream::iter([1u32])).count())),
+                        ),
+                        (
+                            "reader, ready",
+                            outcome(|| {
+                                let mut text = String::new();
+                                let mut reader =
+                                    b.reader(|| futures_lite::io::Cursor::new(b"ready".to_vec()));
+                                format!(
+                                    "{:?}",
+                                    std::io::Read::read_to_string(&mut reader, &mut text)
+                                )
+                            }),
+                        ),
+                    ];
+                    (ready, pending)
+                })
+                .await
+                .expect("the spawn_local task");
+                // Another task of the same `LocalSet` still runs.
+                let sibling = tokio::task::spawn_local(async { 5u32 })
+                    .await
+                    .expect("a sibling task");
+                (in_body, ready, pending, sibling)
             }));
-            let in_task = tokio::task::spawn_local(async move {
-                let ready = b.run(|| async { 1u32 });
-                // A task of the same `LocalSet`, which cannot run while this
-                // one blocks: the bridged future does not need it.
-                let sibling = tokio::task::spawn_local(async { 2u32 });
-                let pending = catch_unwind(AssertUnwindSafe(|| {
-                    for (_, check) in checks::<R>() {
-                        check(&b, R::sleep);
-                    }
-                }));
-                (ready, pending.map_err(|p| message(&*p)), sibling.await.unwrap())
-            })
-            .await
-            .unwrap();
-            (in_body.map_err(|p| message(&*p)), in_task)
-        }));
-        let (in_body, (ready, in_task, sibling)) = outcome;
-        assert_eq!(in_body, Ok(()), "{workers} worker(s): the body of the LocalSet");
-        assert_eq!(ready, 1, "{workers} worker(s): a ready call in a spawn_local task");
-        assert_eq!(in_task, Ok(()), "{workers} worker(s): pending calls in a spawn_local task");
-        assert_eq!(sibling, 2, "{workers} worker(s): the LocalSet's other task");
+        assert_eq!(
+            in_body,
+            Ok(()),
+            "{workers} worker(s): the body of the LocalSet"
+        );
+        for ((what, got), want) in ready.into_iter().zip(1u32..) {
+            assert_eq!(
+                got,
+                Ok(want),
+                "{workers} worker(s): {what} of a ready future in a spawn_local task"
+            );
+        }
+        for (what, got) in pending {
+            match got {
+                Err(text) => assert!(text.starts_with(LOCAL_SET_PANIC), "{workers} worker(s): {what}: {text}"),
+                Ok(done) => panic!("{workers} worker(s): {what} in a spawn_local task returned {done} instead of panicking"),
+            }
+        }
+        assert_eq!(sibling, 5, "{workers} worker(s): the LocalSet's other task");
+        // Still usable.
+        watchdog(LIMIT, move || check_run(&bridge, R::sleep));
     }
 }
 

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use executor_bridge::{BlockingIter, Bridge, Pollster, Runtime};
 use futures_lite::{stream, Stream, StreamExt};
 
-use crate::common::{self, eventually, per_runtime, threads_named, watchdog, Ctx, TestRuntime, LIMIT};
+use crate::common::{
+    self, eventually, per_runtime, threads_named, watchdog, Ctx, TestRuntime, LIMIT,
+};
 
 // ---------------------------------------------------------------------------
 // Shared helpers.
@@ -56,21 +58,27 @@ pub(crate) struct Stats {
 
 fn debug_field(debug: &str, field: &str) -> usize {
     let key = format!(" {field}: ");
-    let at = debug.find(&key).unwrap_or_else(|| panic!("no `{field}` in {debug}")) + key.len();
-    let digits: String = debug[at..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().unwrap_or_else(|_| panic!("`{field}` is no number in {debug}"))
+    let at = debug
+        .find(&key)
+        .unwrap_or_else(|| panic!("no `{field}` in {debug}"))
+        + key.len();
+    let digits: String = debug[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("`{field}` is no number in {debug}"))
 }
 
 /// `threads`, `idle_threads` and `queued`, read from the bridge's `Debug`.
 pub(crate) fn stats<R: Runtime>(bridge: &Bridge<R>) -> Stats {
     let debug = format!("{bridge:?}");
-    let s = Stats {
+    Stats {
         threads: debug_field(&debug, "threads"),
         idle: debug_field(&debug, "idle_threads"),
         queued: debug_field(&debug, "queued"),
-    };
-    assert_eq!(s.threads, bridge.threads(), "Debug and threads() disagree: {debug}");
-    s
+    }
 }
 
 /// Waits (a while) until the bridge is at rest: every thread it counts is
@@ -80,7 +88,10 @@ pub(crate) fn stats<R: Runtime>(bridge: &Bridge<R>) -> Stats {
 pub(crate) fn assert_settled<R: Runtime>(bridge: &Bridge<R>, name: &str, what: &str) {
     let ok = eventually(Duration::from_secs(10), || {
         let s = stats(bridge);
-        s.queued == 0 && s.idle == s.threads && alive(name) == s.threads
+        s.queued == 0
+            && s.idle == s.threads
+            && alive(name) == s.threads
+            && bridge.threads() == s.threads
     });
     assert!(
         ok,
@@ -198,7 +209,10 @@ impl<R: Runtime> Runtime for Flaky<R> {
     {
         match self.mode.load(SeqCst) {
             SPAWN_OK => thread.spawn(main),
-            SPAWN_ERR => Err(io::Error::new(io::ErrorKind::OutOfMemory, "flaky: no thread today")),
+            SPAWN_ERR => Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "flaky: no thread today",
+            )),
             SPAWN_PANIC => panic!("flaky: spawn_loop blew up"),
             _ => {
                 let (started, wait) = mpsc::channel();
@@ -226,7 +240,14 @@ fn an_unused_bridge_owns_no_thread<R: TestRuntime>() {
     let clone = bridge.clone();
     assert_eq!(bridge.threads(), 0);
     assert_eq!(alive(&name), 0);
-    assert_eq!(stats(&bridge), Stats { threads: 0, idle: 0, queued: 0 });
+    assert_eq!(
+        stats(&bridge),
+        Stats {
+            threads: 0,
+            idle: 0,
+            queued: 0
+        }
+    );
     // A plain thread drives its calls itself: still no loop thread.
     let out = bridge.run(|| async {
         R::sleep(ms(1)).await;
@@ -234,7 +255,10 @@ fn an_unused_bridge_owns_no_thread<R: TestRuntime>() {
     });
     assert_eq!(out, 1);
     assert_eq!(bridge.try_run(|| async { 2 }).unwrap(), 2);
-    assert_eq!(bridge.iter_direct(|| ticks::<R>(3)).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        bridge.iter_direct(|| ticks::<R>(3)).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
     thread::sleep(ms(20));
     assert_eq!(clone.threads(), 0, "{clone:?}");
     assert_eq!(alive(&name), 0);
@@ -244,17 +268,27 @@ fn loop_threads_carry_the_configured_name<R: TestRuntime>() {
     let name = tagged::<R>("plName");
     let bridge = Bridge::builder(R::make()).thread_name(&name).build();
     let inner = bridge.clone();
-    let nested = bridge.run(move || async move { inner.run_timeout(LONG, || async { this_thread() }).unwrap() });
-    let timed = bridge.run_timeout(LONG, || async { this_thread() }).unwrap();
-    let mut it = bridge.iter(|| stream::once_future(async { this_thread() }).chain(stream::pending()));
+    let nested = bridge
+        .run(move || async move { inner.run_timeout(LONG, || async { this_thread() }).unwrap() });
+    let timed = bridge
+        .run_timeout(LONG, || async { this_thread() })
+        .unwrap();
+    let mut it =
+        bridge.iter(|| stream::once_future(async { this_thread() }).chain(stream::pending()));
     let streamed = it.next().unwrap();
     let mut direct = bridge.iter_direct(|| stream::once_future(async { this_thread() }));
     // `next_timeout` always waits for the item on a loop thread.
     let direct = direct.next_timeout(LONG).unwrap().unwrap();
     for got in [&nested, &timed, &streamed, &direct] {
-        assert!(got.starts_with(&format!("{name}-")), "ran on {got:?}, not a thread named {name}-N");
+        assert!(
+            got.starts_with(&format!("{name}-")),
+            "ran on {got:?}, not a thread named {name}-N"
+        );
     }
-    assert!(alive(&name) >= 1, "no thread named {name}- in /proc/self/task");
+    assert!(
+        alive(&name) >= 1,
+        "no thread named {name}- in /proc/self/task"
+    );
     assert_eq!(alive(&name), bridge.threads());
 }
 
@@ -267,7 +301,8 @@ fn idle_threads_are_reused<R: TestRuntime>() {
         assert_eq!(out, i);
         most = most.max(bridge.threads());
         let inner = bridge.clone();
-        let nested = bridge.run(move || async move { inner.run_timeout(LONG, move || async move { i + 1 }) });
+        let nested = bridge
+            .run(move || async move { inner.run_timeout(LONG, move || async move { i + 1 }) });
         assert_eq!(nested.unwrap(), i + 1);
         most = most.max(bridge.threads());
     }
@@ -290,27 +325,36 @@ per_runtime!(
 fn idle_threads_exit_after_the_idle_timeout<R: TestRuntime>() {
     let name = tagged::<R>("plIdle");
     let idle = ms(300);
-    let bridge = Bridge::builder(R::make()).thread_name(&name).idle_timeout(idle).build();
+    let bridge = Bridge::builder(R::make())
+        .thread_name(&name)
+        .idle_timeout(idle)
+        .build();
     let iters: Vec<_> = (0..3).map(|_| hold(&bridge)).collect();
     assert_eq!(bridge.threads(), 3);
     assert_eq!(alive(&name), 3);
     drop(iters);
     let since = Instant::now();
     assert!(
-        eventually(Duration::from_secs(10), || bridge.threads() == 0 && alive(&name) == 0),
+        eventually(Duration::from_secs(10), || bridge.threads() == 0
+            && alive(&name) == 0),
         "idle threads still alive: {:?}, {} named",
         stats(&bridge),
         alive(&name)
     );
     let took = since.elapsed();
-    assert!(took >= idle / 2, "threads exited after {took:?}, before the idle timeout");
+    assert!(
+        took >= idle / 2,
+        "threads exited after {took:?}, before the idle timeout"
+    );
     // Threads start again when needed.
     let it = hold(&bridge);
     assert_eq!(bridge.threads(), 1);
     assert_eq!(bridge.run_timeout(LONG, || async { 5 }).unwrap(), 5);
     assert_eq!(bridge.threads(), 2);
     drop(it);
-    assert!(eventually(Duration::from_secs(10), || bridge.threads() == 0 && alive(&name) == 0));
+    assert!(eventually(Duration::from_secs(10), || bridge.threads()
+        == 0
+        && alive(&name) == 0));
 }
 
 fn all_loop_threads_exit_when_the_last_clone_is_dropped<R: TestRuntime>() {
@@ -328,8 +372,10 @@ fn all_loop_threads_exit_when_the_last_clone_is_dropped<R: TestRuntime>() {
     assert_eq!(alive(&name), 4, "a live clone keeps the pool");
     assert_eq!(clone.run_timeout(LONG, || async { 3 }).unwrap(), 3);
     drop(clone);
-    // Idle threads are joined by the drop itself.
-    assert_eq!(alive(&name), 0, "idle loop threads outlived the last clone");
+    // Idle threads are told to exit (and joined) by the drop itself: long
+    // before their idle timeout. (The kernel may list a joined thread a
+    // moment longer.)
+    assert_all_gone(&name, "idle loop threads outlived the last clone");
 }
 
 fn calls_and_iterators_in_flight_complete_after_the_last_clone_is_dropped<R: TestRuntime>() {
@@ -348,9 +394,16 @@ fn calls_and_iterators_in_flight_complete_after_the_last_clone_is_dropped<R: Tes
     let iters: Vec<BlockingIter<u32>> = (0..6).map(|_| bridge.iter(|| slow(20))).collect();
     let direct = bridge.iter_direct(|| ticks::<R>(20));
     drop(bridge);
-    let consumers: Vec<_> = iters.into_iter().map(|it| thread::spawn(move || it.collect::<Vec<u32>>())).collect();
+    let consumers: Vec<_> = iters
+        .into_iter()
+        .map(|it| thread::spawn(move || it.collect::<Vec<u32>>()))
+        .collect();
     for consumer in consumers {
-        assert_eq!(consumer.join().unwrap(), (0..20).collect::<Vec<_>>(), "an iterator was cut short");
+        assert_eq!(
+            consumer.join().unwrap(),
+            (0..20).collect::<Vec<_>>(),
+            "an iterator was cut short"
+        );
     }
     assert_eq!(direct.collect::<Vec<_>>(), (0..20).collect::<Vec<_>>());
     assert_all_gone(&name, "iterators done");
@@ -426,7 +479,10 @@ fn a_bridge_dropped_on_its_own_loop_thread<R: TestRuntime>() {
             it.collect::<Vec<String>>()
         });
         assert_eq!(dropped_on.len(), 1, "{ctx:?}");
-        assert!(dropped_on[0].starts_with(&name), "{ctx:?}: dropped on {dropped_on:?}");
+        assert!(
+            dropped_on[0].starts_with(&name),
+            "{ctx:?}: dropped on {dropped_on:?}"
+        );
         assert_all_gone(&name, &format!("{ctx:?}, consumed"));
 
         // The same with the iterator dropped before its stream ends.
@@ -468,12 +524,15 @@ fn an_endless_idle_timeout_keeps_the_loop_threads_working() {
             .idle_timeout(Duration::MAX)
             .build();
         for i in 0..5u32 {
-            assert_eq!(bridge.run_timeout(LONG, move || async move { i }).unwrap(), i);
+            assert_eq!(
+                bridge.run_timeout(LONG, move || async move { i }).unwrap(),
+                i
+            );
             thread::sleep(ms(10));
         }
         assert_eq!(bridge.threads(), 1);
         drop(bridge);
-        assert_eq!(alive("plIdleMax"), 0);
+        assert_all_gone("plIdleMax", "dropped");
     });
 }
 
@@ -481,7 +540,10 @@ fn an_endless_idle_timeout_keeps_the_loop_threads_working() {
 /// callers that hand them work; nothing may be lost.
 fn a_zero_idle_timeout_loses_no_call<R: TestRuntime>() {
     let name = tagged::<R>("plIdle0");
-    let bridge = Bridge::builder(R::make()).thread_name(&name).idle_timeout(Duration::ZERO).build();
+    let bridge = Bridge::builder(R::make())
+        .thread_name(&name)
+        .idle_timeout(Duration::ZERO)
+        .build();
     let callers: Vec<_> = (0..4u32)
         .map(|t| {
             let b = bridge.clone();
@@ -500,7 +562,11 @@ fn a_zero_idle_timeout_loses_no_call<R: TestRuntime>() {
     for c in callers {
         c.join().unwrap();
     }
-    assert!(eventually(LONG, || bridge.threads() == 0 && alive(&name) == 0), "{:?}", stats(&bridge));
+    assert!(
+        eventually(LONG, || bridge.threads() == 0 && alive(&name) == 0),
+        "{:?}",
+        stats(&bridge)
+    );
 }
 
 per_runtime!(a_zero_idle_timeout_loses_no_call);
@@ -511,7 +577,10 @@ per_runtime!(a_zero_idle_timeout_loses_no_call);
 
 fn max_threads_bounds_the_outer_calls_and_queues_the_rest<R: TestRuntime>() {
     let name = tagged::<R>("plMax");
-    let bridge = Bridge::builder(R::make()).thread_name(&name).max_threads(2).build();
+    let bridge = Bridge::builder(R::make())
+        .thread_name(&name)
+        .max_threads(2)
+        .build();
     let (release, wait) = async_channel::bounded::<()>(1);
     let callers: Vec<_> = (0..6u32)
         .map(|i| {
@@ -527,12 +596,24 @@ fn max_threads_bounds_the_outer_calls_and_queues_the_rest<R: TestRuntime>() {
         .collect();
     // Two run, four wait in the queue.
     assert!(
-        eventually(Duration::from_secs(10), || stats(&bridge) == Stats { threads: 2, idle: 0, queued: 4 }),
+        eventually(Duration::from_secs(10), || stats(&bridge)
+            == Stats {
+                threads: 2,
+                idle: 0,
+                queued: 4
+            }),
         "{:?}",
         stats(&bridge)
     );
     thread::sleep(ms(50));
-    assert_eq!(stats(&bridge), Stats { threads: 2, idle: 0, queued: 4 });
+    assert_eq!(
+        stats(&bridge),
+        Stats {
+            threads: 2,
+            idle: 0,
+            queued: 4
+        }
+    );
     assert_eq!(alive(&name), 2);
     release.close();
     let mut most = 0;
@@ -550,12 +631,16 @@ fn nested_calls_never_wait_for_a_thread<R: TestRuntime>() {
     // One thread allowed, busy with the outer call: nested calls would wait
     // for it forever if they queued.
     let name = tagged::<R>("plNest");
-    let bridge = Bridge::builder(R::make()).thread_name(&name).max_threads(1).build();
+    let bridge = Bridge::builder(R::make())
+        .thread_name(&name)
+        .max_threads(1)
+        .build();
     let b1 = bridge.clone();
     let out = bridge
         .run_timeout(LONG, move || async move {
             let b2 = b1.clone();
-            let run = b1.run(move || async move { b2.run_timeout(LONG, || async { 1u32 }).unwrap() + 1 });
+            let run =
+                b1.run(move || async move { b2.run_timeout(LONG, || async { 1u32 }).unwrap() + 1 });
             let timed = b1.run_timeout(LONG, || async { 10u32 }).unwrap();
             let iter: u32 = b1.iter(|| stream::iter([1u32, 2])).sum();
             let mut direct = b1.iter_direct(|| stream::iter([100u32]));
@@ -569,7 +654,10 @@ fn nested_calls_never_wait_for_a_thread<R: TestRuntime>() {
 
 fn max_threads_one_runs_queued_work_in_turn<R: TestRuntime>() {
     let name = tagged::<R>("plMax1");
-    let bridge = Bridge::builder(R::make()).thread_name(&name).max_threads(1).build();
+    let bridge = Bridge::builder(R::make())
+        .thread_name(&name)
+        .max_threads(1)
+        .build();
     let iters: Vec<_> = (0..4).map(|_| bridge.iter(|| slow(10))).collect();
     assert_eq!(stats(&bridge).queued, 3);
     for it in iters {
@@ -581,7 +669,10 @@ fn max_threads_one_runs_queued_work_in_turn<R: TestRuntime>() {
 
 fn run_timeout_returns_while_its_call_waits_in_the_queue<R: TestRuntime>() {
     let name = tagged::<R>("plQueue");
-    let bridge = Bridge::builder(R::make()).thread_name(&name).max_threads(1).build();
+    let bridge = Bridge::builder(R::make())
+        .thread_name(&name)
+        .max_threads(1)
+        .build();
     let it = hold(&bridge);
     let (guard, made) = common::DropFlag::new();
     let start = Instant::now();
@@ -593,9 +684,15 @@ fn run_timeout_returns_while_its_call_waits_in_the_queue<R: TestRuntime>() {
         .unwrap_err();
     let took = start.elapsed();
     assert!(err.is_timeout(), "{err:?}");
-    assert!(took >= ms(100) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= ms(100) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
     // Taken out of the queue, its factory dropped, never run.
-    assert!(common::is_set(&made), "the factory of a call cancelled in the queue is still alive");
+    assert!(
+        common::is_set(&made),
+        "the factory of a call cancelled in the queue is still alive"
+    );
     assert_eq!(stats(&bridge).queued, 0);
     drop(it);
     assert_eq!(bridge.run_timeout(LONG, || async { 2 }).unwrap(), 2);
@@ -655,14 +752,31 @@ fn outer_calls_stay_within_max_threads_while_nested_calls_start_threads<R: TestR
         let outs: Vec<u32> = callers.into_iter().map(|c| c.join().unwrap()).collect();
         assert_eq!(outs, (0..16).map(|i| i * 2).collect::<Vec<_>>());
         let most = most.load(SeqCst);
-        assert!(most <= 2, "{most} outer calls ran at once with max_threads(2) (timeout: {timeout})");
+        assert!(
+            most <= 2,
+            "{most} outer calls ran at once with max_threads(2) (timeout: {timeout})"
+        );
         assert!(most >= 1);
         assert_settled(&bridge, name, "the queue drained");
     }
     let name = tagged::<R>("plOuterH");
-    load::<_, R>(Bridge::builder(Hopping(R::make())).thread_name(&name).max_threads(2).build(), &name, false);
+    load::<_, R>(
+        Bridge::builder(Hopping(R::make()))
+            .thread_name(&name)
+            .max_threads(2)
+            .build(),
+        &name,
+        false,
+    );
     let name = tagged::<R>("plOuterT");
-    load::<_, R>(Bridge::builder(R::make()).thread_name(&name).max_threads(2).build(), &name, true);
+    load::<_, R>(
+        Bridge::builder(R::make())
+            .thread_name(&name)
+            .max_threads(2)
+            .build(),
+        &name,
+        true,
+    );
 }
 
 #[cfg(feature = "tokio")]
@@ -674,7 +788,10 @@ per_runtime!(outer_calls_stay_within_max_threads_while_nested_calls_start_thread
 #[test]
 fn two_hundred_thousand_timeouts_in_the_queue_leave_it_empty() {
     watchdog(120, || {
-        let bridge = Bridge::builder(Pollster).thread_name("plZero").max_threads(1).build();
+        let bridge = Bridge::builder(Pollster)
+            .thread_name("plZero")
+            .max_threads(1)
+            .build();
         let it = bridge.iter(held);
         // Unread: the stream is not even polled, but it holds the thread.
         assert!(eventually(Duration::from_secs(10), || bridge.threads() == 1));
@@ -693,14 +810,21 @@ fn two_hundred_thousand_timeouts_in_the_queue_leave_it_empty() {
             }
         }
         assert!(format!("{bridge:?}").contains(" queued: 0,"), "{bridge:?}");
-        assert_eq!(made.load(SeqCst), 0, "a call cancelled in the queue ran its factory");
+        assert_eq!(
+            made.load(SeqCst),
+            0,
+            "a call cancelled in the queue ran its factory"
+        );
         assert_eq!(bridge.threads(), 1);
         drop(it);
         assert!(eventually(Duration::from_secs(10), || stats(&bridge).idle == 1));
         let start = Instant::now();
         assert_eq!(bridge.run_timeout(LONG, || async { 7 }).unwrap(), 7);
         let took = start.elapsed();
-        assert!(took < Duration::from_secs(1), "a hop after 200,000 timeouts took {took:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "a hop after 200,000 timeouts took {took:?}"
+        );
         assert_eq!(made.load(SeqCst), 0);
         assert_settled(&bridge, "plZero", "after the timeouts");
     });
@@ -726,20 +850,28 @@ fn threads_counts_the_loop_threads_alive_on_every_path<R: TestRuntime>() {
     assert_eq!(bridge.threads(), 1);
 
     // Panics: the thread survives them.
-    let err = bridge.run_timeout(LONG, || async { panic!("count-boom") }).map(|()| ()).unwrap_err();
+    let err = bridge
+        .run_timeout(LONG, || async { panic!("count-boom") })
+        .map(|()| ())
+        .unwrap_err();
     assert!(err.is_panic(), "{err:?}");
     let inner = bridge.clone();
     let nested = bridge.run(move || async move {
-        inner.run_timeout(LONG, || async { panic!("nested-boom") }).map(|()| ())
+        inner
+            .run_timeout(LONG, || async { panic!("nested-boom") })
+            .map(|()| ())
     });
     assert!(nested.unwrap_err().is_panic());
-    let mut it = bridge.iter(|| stream::iter(0..3u32).map(|i| if i == 1 { panic!("stream-boom") } else { i }));
+    let mut it = bridge
+        .iter(|| stream::iter(0..3u32).map(|i| if i == 1 { panic!("stream-boom") } else { i }));
     assert_eq!(it.next(), Some(0));
     assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| it.next())).is_err());
     settled("panics");
 
     // Timeouts: while running, and while queued behind a held thread.
-    let err = bridge.run_timeout(ms(10), std::future::pending::<()>).unwrap_err();
+    let err = bridge
+        .run_timeout(ms(10), std::future::pending::<()>)
+        .unwrap_err();
     assert!(err.is_timeout());
     settled("timeout while running");
     let held = hold(&bridge);
