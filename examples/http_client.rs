@@ -126,7 +126,8 @@ impl Client {
         let (pipe, body) = body_pipe();
         let request = self.inner.post(url).body(body);
         // The request runs as a task of the bridge's runtime while the
-        // caller writes its body.
+        // caller writes its body: the call returns the task's handle.
+        #[allow(clippy::async_yields_async)]
         let response = self.bridge.run(move || async move {
             tokio::spawn(async move { read_text(request.send().await?).await })
         });

@@ -46,8 +46,8 @@ impl Net for executor_bridge::Smol {
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
         listener.local_addr()
     }
-    fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<Self::Stream>> + Send {
-        async move { Ok(listener.accept().await?.0) }
+    async fn accept(listener: &Self::Listener) -> io::Result<Self::Stream> {
+        Ok(listener.accept().await?.0)
     }
     fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send {
         smol::net::TcpStream::connect(addr)
@@ -68,8 +68,8 @@ impl Net for executor_bridge::AsyncStd {
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
         listener.local_addr()
     }
-    fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<Self::Stream>> + Send {
-        async move { Ok(listener.accept().await?.0) }
+    async fn accept(listener: &Self::Listener) -> io::Result<Self::Stream> {
+        Ok(listener.accept().await?.0)
     }
     fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send {
         async_std::net::TcpStream::connect(addr)

@@ -32,8 +32,11 @@ pub(crate) trait Exec: Send + Sync + 'static {
     #[track_caller]
     fn block_here(&self, placement: Placement, fut: Pin<&mut (dyn Future<Output = ()> + '_)>);
     /// Runs `work` on a loop thread; it gets the runtime to block on.
-    fn submit(&self, work: Box<dyn FnOnce(&dyn BlockOn) + Send>) -> Result<Ticket, Error>;
+    fn submit(&self, work: LoopWork) -> Result<Ticket, Error>;
 }
+
+/// Work for a loop thread: it gets the runtime to block on.
+pub(crate) type LoopWork = Box<dyn FnOnce(&dyn BlockOn) + Send>;
 
 /// A runtime's `block_on`, for futures of any type.
 pub(crate) trait BlockOn {
@@ -61,7 +64,7 @@ impl<R: Runtime> Exec for Pool<R> {
         poll_then_block(&self.runtime, placement, fut)
     }
 
-    fn submit(&self, work: Box<dyn FnOnce(&dyn BlockOn) + Send>) -> Result<Ticket, Error> {
+    fn submit(&self, work: LoopWork) -> Result<Ticket, Error> {
         Pool::submit(self, Box::new(Work(Some(work))), context::nested()).map_err(Error::thread)
     }
 }
@@ -83,7 +86,7 @@ pub(crate) fn poll_then_block<R: Runtime, F: Future + ?Sized>(
 }
 
 /// A job that is one closure: it delivers its own result.
-struct Work(Option<Box<dyn FnOnce(&dyn BlockOn) + Send>>);
+struct Work(Option<LoopWork>);
 
 impl<R: Runtime> Job<R> for Work {
     fn run(&mut self, rt: &R) {

@@ -1532,7 +1532,8 @@ mod tokio_regressions {
     /// combination is tried; the failures are listed together.
     #[test]
     fn streams_on_every_kind_of_tokio_adapter() {
-        let kinds: [(&str, fn() -> (Tokio, Option<tokio::runtime::Runtime>)); 4] = [
+        type Kind = fn() -> (Tokio, Option<tokio::runtime::Runtime>);
+        let kinds: [(&str, Kind); 4] = [
             ("new", || (Tokio::new(), None)),
             ("from_runtime(current_thread)", || {
                 (Tokio::from_runtime(crate::common::current_thread()), None)

@@ -381,6 +381,7 @@ fn from_runtime_with_a_multi_thread_runtime_runs_on_its_workers() {
         // (their worker is handed off).
         let ticks = Arc::new(AtomicUsize::new(0));
         let (t, inner) = (Arc::clone(&ticks), bridge.clone());
+        #[allow(clippy::async_yields_async)] // the call returns the task's handle
         let task = bridge.run(move || async move {
             tokio::spawn(async move {
                 let mut total = 0;
