@@ -24,18 +24,17 @@
 //! - `tcp_write_4k`: blocking writes of 4 KiB into a loopback socket
 //!   (a discard server): `bridge.writer` and `bridge.io` over a tokio
 //!   `TcpStream` (compat) vs std `TcpStream`, std `BufWriter` (64 KiB, the
-//!   writer's chunk size) and a `SyncIoBridge` equivalent;
+//!   writer's chunk size) and tokio-util's `SyncIoBridge`;
 //! - `file_write_4k`: the same into a fresh file per measurement: std `File`
 //!   vs `bridge.writer` / `bridge.io` over `tokio::fs::File` and the
-//!   `SyncIoBridge` equivalent.
+//!   `SyncIoBridge`.
 //!
 //! Every server (echo, discard, axum) runs in a child process (this binary,
 //! re-executed with `EXECUTOR_BRIDGE_BENCH_SERVER` set), so its own
 //! wake-ups are not counted in ours. Only loopback addresses are used.
 //!
-//! `tokio_util::io::SyncIoBridge` needs tokio-util's `io-util` feature,
-//! which the dev-dependencies do not enable; the `sync_io_bridge_equiv`
-//! rows use a copy of its `Write` impl (`handle.block_on(src.write(buf))`).
+//! The `sync_io_bridge` rows are `tokio_util::io::SyncIoBridge` on a
+//! multi_thread runtime's handle (it calls `handle.block_on` per operation).
 //!
 //! ```text
 //! cargo bench --all-features --bench io
@@ -57,8 +56,9 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use executor_bridge::{Bridge, Tokio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream as TokioTcp;
-use tokio::runtime::{Builder as RtBuilder, Handle, Runtime as TokioRt};
+use tokio::runtime::{Builder as RtBuilder, Runtime as TokioRt};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio_util::io::SyncIoBridge;
 
 // ===== harness: the same in every bench file =====
 
@@ -1023,30 +1023,6 @@ fn http_get(addr: SocketAddr, threads: usize) -> Group {
 /// One write's size in the writer groups.
 const WRITE: usize = 4096;
 
-/// `tokio_util::io::SyncIoBridge`'s `Write`, copied (the dev-dependency
-/// lacks tokio-util's `io-util` feature): `handle.block_on` of each call.
-struct SyncIoBridgeEquiv<T> {
-    src: T,
-    rt: Handle,
-}
-
-impl<T: tokio::io::AsyncWrite + Unpin> Write for SyncIoBridgeEquiv<T> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let src = &mut self.src;
-        self.rt.block_on(src.write(buf))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let src = &mut self.src;
-        self.rt.block_on(src.flush())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        let src = &mut self.src;
-        self.rt.block_on(src.write_all(buf))
-    }
-}
-
 /// `n` writes of [`WRITE`] bytes, then a flush.
 fn writes(n: u64, w: &mut impl Write) -> Duration {
     let chunk = [0x5au8; WRITE];
@@ -1067,10 +1043,8 @@ fn tcp_writer(addr: SocketAddr) -> Group {
     let s = bridge.run(move || connect_tokio(addr));
     let mut io = bridge.io(s.compat());
     let mt = multi_thread(1);
-    let mut sync_io = SyncIoBridgeEquiv {
-        src: mt.block_on(connect_tokio(addr)),
-        rt: mt.handle().clone(),
-    };
+    let mut sync_io =
+        SyncIoBridge::new_with_handle(mt.block_on(connect_tokio(addr)), mt.handle().clone());
     Group::new(
         "tcp_write_4k",
         format!(
@@ -1091,7 +1065,7 @@ fn tcp_writer(addr: SocketAddr) -> Group {
     .add(contender("std_bufwriter_64k", move |n| {
         writes(n, &mut buffered)
     }))
-    .add(contender("sync_io_bridge_equiv_mt1", move |n| {
+    .add(contender("sync_io_bridge_mt1", move |n| {
         writes(n, &mut sync_io)
     }))
     .keep(mt)
@@ -1151,13 +1125,10 @@ fn file_writer() -> Group {
         drop(f);
         t.elapsed()
     }))
-    .add(contender("sync_io_bridge_equiv_tokio_fs", move |n| {
+    .add(contender("sync_io_bridge_tokio_fs", move |n| {
         let f = f4("sync.bin");
         let t = Instant::now();
-        let mut w = SyncIoBridgeEquiv {
-            src: tokio::fs::File::from_std(f),
-            rt: handle.clone(),
-        };
+        let mut w = SyncIoBridge::new_with_handle(tokio::fs::File::from_std(f), handle.clone());
         writes(n, &mut w);
         drop(w);
         t.elapsed()

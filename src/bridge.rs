@@ -416,10 +416,11 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// A future that blocks its thread (a synchronous sleep, a busy loop)
     /// cannot be dropped until it yields: `run_timeout` then returns
-    /// [`is_timeout`](Error::is_timeout) at most a few milliseconds after the
-    /// deadline, and the future is dropped on its loop thread when it next
-    /// yields, the thread counted busy until then. Costs one hop (a few
-    /// microseconds) even where `run` would run on the caller's thread.
+    /// [`is_timeout`](Error::is_timeout) at most 20 ms after the deadline
+    /// (later only if the machine is so loaded that the caller is not
+    /// scheduled meanwhile), and the future is dropped on its loop thread when
+    /// it next yields, the thread counted busy until then. Costs one hop (a
+    /// few microseconds) even where `run` would run on the caller's thread.
     #[track_caller]
     pub fn run_timeout<M, F>(&self, timeout: Duration, make: M) -> Result<F::Output, Error>
     where

@@ -6,6 +6,12 @@
 //! over scripted objects that wait on the adapter's own timer, then over real
 //! parts: a reqwest upload to axum, tokio and smol sockets, tokio and
 //! async-std files.
+// The servers and temporary files below serve the tests of one runtime or
+// another: without all three runtimes some of them go unused.
+#![cfg_attr(
+    not(all(feature = "tokio", feature = "smol", feature = "async-std")),
+    allow(dead_code)
+)]
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener};
