@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# The tests mostly wait (timers, sockets, other threads): eight at a time on
+# two cores take a third of the time two do, and load is what they must
+# stand anyway.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}"
 # A hung test binary fails the run instead of stalling it (each test that can
 # hang also has a watchdog of its own).
 run() { echo "+ $*"; timeout 900 "$@"; }

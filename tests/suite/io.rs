@@ -1470,6 +1470,8 @@ fn an_async_std_file_written_then_read_back() {
     watchdog(LIMIT, || {
         let bridge = Bridge::new(executor_bridge::AsyncStd);
         for ctx in Ctx::all() {
+            // Which context a hang happened in, should the watchdog fire.
+            eprintln!("{ctx:?}");
             let path = TempPath::new("async-std");
             let data = pattern(700 * KIB + 1, 21);
             let (d, p) = (data.clone(), path.0.clone());
