@@ -538,7 +538,7 @@ where
     M: FnOnce() -> F,
     F: Future,
 {
-    let _depth = DepthGuard::enter(placement);
+    let _depth = DepthGuard::enter();
     let mut fut = pin!(context::own_budget(async move { make().await }));
     let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
     if let Some(Poll::Ready(out)) = first {

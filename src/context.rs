@@ -104,7 +104,7 @@ pub(crate) struct DepthGuard(());
 impl DepthGuard {
     /// For a future polled on the caller's thread, before the bridge enters
     /// its runtime's context there.
-    pub(crate) fn enter(_placement: Placement) -> Self {
+    pub(crate) fn enter() -> Self {
         DepthGuard::with(|| tokio_here() == Here::Worker)
     }
 

@@ -77,7 +77,7 @@ pub(crate) fn poll_then_block<R: Runtime, F: Future + ?Sized>(
     placement: Placement,
     mut fut: Pin<&mut F>,
 ) -> F::Output {
-    let _depth = DepthGuard::enter(placement);
+    let _depth = DepthGuard::enter();
     let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
     if let Some(Poll::Ready(out)) = first {
         return out;
