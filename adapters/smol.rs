@@ -1,5 +1,6 @@
 //! [`Smol`]: the adapter for smol (async-io's reactor, async-executor).
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -50,6 +51,12 @@ impl Runtime for Smol {
 /// wake-up for itself, and a task the call awaits would never run. As for
 /// any runtime without [`Runtime::enter`], calls from a tokio runtime and
 /// nested calls run on a loop thread.
+///
+/// # Panics
+///
+/// A task of the executor that calls the bridge synchronously while it runs
+/// on the adapter's own thread panics (at the call's line) instead of
+/// blocking the thread that runs the executor's tasks: `.await` there.
 ///
 /// # Examples
 ///
@@ -106,6 +113,28 @@ impl Runtime for SmolExecutor {
         ::async_io::block_on(fut)
     }
 
+    /// Not on the adapter's own thread, whose tasks a call there would
+    /// block.
+    fn blocking_allowed(&self) -> bool {
+        !self.on_own_thread()
+    }
+
+    /// Never (the executor advances only where it runs), and a misuse panic
+    /// on the adapter's own thread: see [`SmolExecutor`]'s docs.
+    #[track_caller]
+    fn enter<T>(&self, _f: impl FnOnce() -> T) -> Option<T> {
+        if self.on_own_thread() {
+            crate::context::misuse(format_args!(
+                "executor-bridge: a task of `SmolExecutor`'s executor, running on the adapter's \
+                 own thread, called the bridge synchronously: that thread runs the executor's \
+                 tasks, and blocking it could keep the call from ever completing; `.await` the \
+                 work in the task instead, or move the call into `blocking::unblock` or a thread \
+                 of your own"
+            ));
+        }
+        None
+    }
+
     /// Starts the executor's thread.
     fn start(&self) -> io::Result<()> {
         let driver = &*self.driver;
@@ -121,10 +150,23 @@ impl Runtime for SmolExecutor {
         let thread = thread::Builder::new()
             .name("bridge-smol-ex".into())
             .spawn(move || {
+                DRIVER_OF.set(Arc::as_ptr(&executor));
                 let _ = ::async_io::block_on(executor.run(stopped.recv()));
             })?;
         let _ = driver.started.set((stop, thread));
         Ok(())
+    }
+}
+
+thread_local! {
+    /// On a `SmolExecutor`'s own thread: the executor it runs.
+    static DRIVER_OF: Cell<*const ::async_executor::Executor<'static>> =
+        const { Cell::new(std::ptr::null()) };
+}
+
+impl SmolExecutor {
+    fn on_own_thread(&self) -> bool {
+        std::ptr::eq(DRIVER_OF.get(), Arc::as_ptr(&self.executor))
     }
 }
 

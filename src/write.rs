@@ -239,8 +239,8 @@ fn same(e: &io::Error) -> io::Error {
 
 impl BlockingWriter {
     /// Sends everything written, closes the sink, and returns its last error.
-    /// Later writes fail with [`io::ErrorKind::BrokenPipe`]; closing twice
-    /// returns `Ok`.
+    /// Later writes fail with [`io::ErrorKind::BrokenPipe`]; closing again
+    /// returns the sink's error again, or `Ok`.
     ///
     /// # Errors
     ///
@@ -252,15 +252,28 @@ impl BlockingWriter {
     /// Until the sink has taken every byte and closed.
     pub fn close(&mut self) -> io::Result<()> {
         if self.cmds.is_none() {
-            return Ok(());
+            return self.failure();
         }
         let done = self.command(Cmd::Close);
         self.cmds = None;
         done
     }
 
-    /// The error the sink failed with, if any; resumes its panic.
+    /// The error the sink failed with, if any, and an error once closed;
+    /// resumes the sink's panic.
     fn check(&mut self) -> io::Result<()> {
+        self.failure()?;
+        if self.cmds.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the writer is closed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The error the sink failed with, if any; resumes its panic.
+    fn failure(&mut self) -> io::Result<()> {
         let mut failed = lock(&self.shared.failed);
         match &mut *failed {
             Failed::No => {}
@@ -272,13 +285,6 @@ impl BlockingWriter {
                 }
                 None => return Err(io::Error::other("the writer's sink panicked")),
             },
-        }
-        drop(failed);
-        if self.cmds.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the writer is closed",
-            ));
         }
         Ok(())
     }

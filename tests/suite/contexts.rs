@@ -549,6 +549,36 @@ mod smol_executor {
         });
         assert_eq!(out, 7);
     }
+
+    /// A task of the executor, running on the adapter's own thread, that
+    /// calls the bridge synchronously: blocking that thread would keep the
+    /// task it awaits from ever running (it hung). It panics with the
+    /// crate's message instead, the task's output carries the panic, and the
+    /// bridge keeps working.
+    #[test]
+    fn a_task_of_the_executor_calling_the_bridge_panics_instead_of_hanging() {
+        let (joined, after) = watchdog(LIMIT, || {
+            let ex = Arc::new(smol::Executor::new());
+            let b = Bridge::new(SmolExecutor::new(Arc::clone(&ex)));
+            let (inner, e2) = (b.clone(), Arc::clone(&ex));
+            let task = ex.spawn(async move {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    inner.run(move || async move { e2.spawn(async { 40u32 }).await }) + 2
+                }))
+                .map_err(|p| crate::common::message(&*p).unwrap_or_default())
+            });
+            let joined = b.run(move || task);
+            let ex2 = Arc::clone(&ex);
+            let after = b.run(move || async move { ex2.spawn(async { 5u32 }).await });
+            (joined, after)
+        });
+        let text = joined.expect_err("the call on the executor's own thread ran");
+        assert!(
+            text.starts_with("executor-bridge: a task of `SmolExecutor`'s executor"),
+            "{text}"
+        );
+        assert_eq!(after, 5);
+    }
 }
 
 // ===== Nested calls =====

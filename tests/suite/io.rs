@@ -328,6 +328,8 @@ fn writer_errors_reach_the_next_call_and_every_later_one<R: TestRuntime>() {
                 assert!(is_failure(&e.unwrap_err()), "{ctx:?}");
             }
             assert!(is_failure(&out.close().unwrap_err()), "{ctx:?}");
+            // Closed already: the error again, never a late `Ok`.
+            assert!(is_failure(&out.close().unwrap_err()), "{ctx:?}");
         });
         assert_eq!(lock(&seen).data.len(), 3 * CHUNK + 5, "{ctx:?}");
 
