@@ -416,9 +416,10 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// A future that blocks its thread (a synchronous sleep, a busy loop)
     /// cannot be dropped until it yields: `run_timeout` then returns
-    /// [`is_timeout`](Error::is_timeout) at most 20 ms after the deadline
-    /// (later only if the machine is so loaded that the caller is not
-    /// scheduled meanwhile), and the future is dropped on its loop thread when
+    /// [`is_timeout`](Error::is_timeout) at most 20 ms after the deadline (40
+    /// ms for a destructor that blocks; later only if the machine is so
+    /// loaded that the caller is not scheduled meanwhile), and the future is
+    /// dropped on its loop thread when
     /// it next yields, the thread counted busy until then. Costs one hop (a
     /// few microseconds) even where `run` would run on the caller's thread.
     #[track_caller]
@@ -515,16 +516,25 @@ impl<R: Runtime> Bridge<R> {
 const BLOCKED_GRACE: Duration = Duration::from_millis(20);
 
 /// After a deadline: waits for the cancelled call's answer, without limit
-/// while its future is parked (dropping it is prompt), for at most
-/// [`BLOCKED_GRACE`] while it is inside a poll or its destructor.
+/// while its future is parked (dropping it is prompt), and gives up once the
+/// future was inside a poll or its destructor for a whole [`BLOCKED_GRACE`]
+/// (a destructor that started while this waited gets one more, so that a
+/// loop thread the machine did not schedule at once is not taken for a
+/// blocked one).
 fn wait_cancelled<T>(answer: &mut oneshot::AsyncReceiver<T>, busy: &AtomicBool) -> Option<T> {
+    let mut was_busy = busy.load(Ordering::Acquire);
     loop {
         let grace = Instant::now() + BLOCKED_GRACE;
         match wait::block_on(&mut *answer, Some(grace)) {
             Some(Ok(answer)) => return Some(answer),
             Some(Err(_)) => return None,
-            None if busy.load(Ordering::Acquire) => return None,
-            None => {}
+            None => {
+                let is_busy = busy.load(Ordering::Acquire);
+                if is_busy && was_busy {
+                    return None;
+                }
+                was_busy = is_busy;
+            }
         }
     }
 }
