@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
 
-use ::tokio::runtime::{Handle, Runtime as TokioRuntime, RuntimeFlavor};
+use ::tokio::runtime::{Handle, Id, Runtime as TokioRuntime, RuntimeFlavor};
 
 use crate::pool::lock;
 use crate::{Error, Runtime};
@@ -259,7 +259,7 @@ fn start<'a>(
     let runtime = Arc::new(runtime);
     let (callers, driver) = match handle.runtime_flavor() {
         RuntimeFlavor::CurrentThread => {
-            let callers = Arc::new(Callers::default());
+            let callers = Arc::new(Callers::new(handle.id()));
             let shared = (Arc::clone(&callers), Arc::clone(&runtime));
             let driver = thread::Builder::new()
                 .name("bridge-tokio".into())
@@ -345,7 +345,7 @@ impl Runtime for Tokio {
             Running::Callers(handle, callers, _) => (handle, callers),
         };
         let _entered = handle.enter();
-        if std::ptr::eq(DRIVING.get(), callers) {
+        if DRIVING.get() == Some(callers.id) {
             crate::context::misuse(format_args!(
                 "executor-bridge: a task of a caller-driven Tokio runtime called its bridge, \
                  which needs that runtime while the calling thread, which drives it, is \
@@ -354,9 +354,6 @@ impl Runtime for Tokio {
                  multi_thread runtime (`Tokio::from_runtime`)"
             ));
         }
-        // A wait outside `block_on` needs some other thread to drive the
-        // runtime meanwhile.
-        let _waiting = crate::context::waiting().then(|| callers.wait_outside());
         Some(f())
     }
 }
@@ -405,8 +402,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
 // only to wait ("park"), so the role is free whenever no caller waits, and a
 // future polled on one thread can make a nested call that another thread
 // drives. The driver thread takes the role once no caller has parked for
-// `IDLE`, or at once when a thread waits outside `block_on` (a call from
-// inside a tokio runtime), and gives it back as soon as a caller parks.
+// `IDLE`, and gives it back as soon as a caller parks.
 
 /// How long the runtime may go undriven after an isolated call before the
 /// driver thread takes over. While calls keep coming, the driver looks less
@@ -426,7 +422,7 @@ const YIELDS: u32 = 16;
 thread_local! {
     /// The caller-driven runtime this thread drives right now (inside its
     /// `block_on`), if any.
-    static DRIVING: Cell<*const Callers> = const { Cell::new(std::ptr::null()) };
+    static DRIVING: Cell<Option<Id>> = const { Cell::new(None) };
     /// A caller's signal and its waker, kept between calls.
     static SIGNAL: Cell<Option<(Arc<Signal>, Waker)>> = const { Cell::new(None) };
 }
@@ -442,12 +438,23 @@ impl Drop for PutBack {
     }
 }
 
-#[derive(Default)]
+/// The caller-driven runtimes alive, by id (see [`driven_elsewhere`]).
+static CALLER_DRIVEN: Mutex<Vec<Id>> = Mutex::new(Vec::new());
+
+/// Whether `handle` is a caller-driven runtime's that this thread is not
+/// driving: then the thread's own tokio scheduler, if any, is another
+/// runtime's, whatever flavor `handle` has (a worker task that entered a
+/// bridge's handle).
+pub(crate) fn driven_elsewhere(handle: &Handle) -> bool {
+    let id = handle.id();
+    DRIVING.get() != Some(id) && lock(&CALLER_DRIVEN).contains(&id)
+}
+
 struct Callers {
+    /// The runtime's id.
+    id: Id,
     /// Threads inside the runtime's `block_on` to wait.
     parkers: AtomicUsize,
-    /// Threads waiting on the runtime from outside `block_on`.
-    waiters: AtomicUsize,
     /// Park entries, to tell an idle runtime from a busy one.
     parks: AtomicU64,
     /// The driver thread holds the runtime.
@@ -458,6 +465,28 @@ struct Callers {
     /// Wakes the driver's `block_on` while it holds the runtime.
     driver_waker: Mutex<Option<Waker>>,
     driver: OnceLock<Thread>,
+}
+
+impl Callers {
+    fn new(id: Id) -> Self {
+        lock(&CALLER_DRIVEN).push(id);
+        Callers {
+            id,
+            parkers: AtomicUsize::new(0),
+            parks: AtomicU64::new(0),
+            holding: AtomicBool::new(false),
+            release_wanted: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            driver_waker: Mutex::new(None),
+            driver: OnceLock::new(),
+        }
+    }
+}
+
+impl Drop for Callers {
+    fn drop(&mut self) {
+        lock(&CALLER_DRIVEN).retain(|id| *id != self.id);
+    }
 }
 
 /// A caller's wake-up flag, and the runtime's waker while it parks.
@@ -529,19 +558,22 @@ impl Callers {
                 waker.wake();
             }
         }
-        let previous = DRIVING.replace(self);
+        let previous = DRIVING.replace(Some(self.id));
         let mut turned = false;
         rt.block_on(poll_fn(|cx| {
-            if signal.woken.load(SeqCst) {
-                return Poll::Ready(());
-            }
             if turn {
+                // One whole turn, even though the future's own flag is set:
+                // tokio's `block_on` polls this before it runs tasks and
+                // drivers, so returning at once would starve them.
                 if turned {
                     return Poll::Ready(());
                 }
                 turned = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
+            }
+            if signal.woken.load(SeqCst) {
+                return Poll::Ready(());
             }
             *lock(&signal.parked) = Some(cx.waker().clone());
             if signal.woken.load(SeqCst) {
@@ -552,27 +584,9 @@ impl Callers {
         }));
         DRIVING.set(previous);
         *lock(&signal.parked) = None;
-        if self.parkers.fetch_sub(1, SeqCst) == 1
-            && (self.release_wanted.load(SeqCst) || self.waiters.load(SeqCst) > 0)
-        {
+        if self.parkers.fetch_sub(1, SeqCst) == 1 && self.release_wanted.load(SeqCst) {
             self.unpark_driver();
         }
-    }
-
-    /// Registers a thread that waits outside `block_on` until the guard
-    /// drops, and gets the runtime driven meanwhile.
-    fn wait_outside(&self) -> impl Drop + '_ {
-        struct Waiting<'a>(&'a Callers);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.waiters.fetch_sub(1, SeqCst);
-            }
-        }
-        self.waiters.fetch_add(1, SeqCst);
-        if self.parkers.load(SeqCst) == 0 && !self.holding.load(SeqCst) {
-            self.unpark_driver();
-        }
-        Waiting(self)
     }
 
     fn unpark_driver(&self) {
@@ -594,20 +608,18 @@ impl Callers {
 fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
     let mut period = IDLE;
     while !callers.stop.load(SeqCst) {
-        if callers.waiters.load(SeqCst) == 0 {
-            // Take over only from a runtime that stayed undriven a whole
-            // period: callers calling in a row keep it to themselves.
-            let parks = callers.parks.load(SeqCst);
-            thread::park_timeout(period);
-            if callers.waiters.load(SeqCst) == 0 && callers.parks.load(SeqCst) != parks {
-                // Busy: look again, later.
-                period = (period * 2).min(BUSY_CHECK);
-                continue;
-            }
+        // Take over only from a runtime that stayed undriven a whole period:
+        // callers calling in a row keep it to themselves.
+        let parks = callers.parks.load(SeqCst);
+        thread::park_timeout(period);
+        if callers.parks.load(SeqCst) != parks {
+            // Busy: look again, later.
+            period = (period * 2).min(BUSY_CHECK);
+            continue;
         }
         if callers.parkers.load(SeqCst) > 0 {
-            // A caller drives it (a waiter outside included): sleep until the
-            // last one leaves, which wakes this thread.
+            // A caller drives it: sleep until the last one leaves, which
+            // wakes this thread.
             callers.release_wanted.store(true, SeqCst);
             if callers.parkers.load(SeqCst) > 0 && !callers.stop.load(SeqCst) {
                 thread::park();
@@ -622,7 +634,7 @@ fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
         }
         callers.holding.store(true, SeqCst);
         if callers.parkers.load(SeqCst) == 0 && !callers.stop.load(SeqCst) {
-            let previous = DRIVING.replace(Arc::as_ptr(&callers));
+            let previous = DRIVING.replace(Some(callers.id));
             rt.block_on(poll_fn(|cx| {
                 *lock(&callers.driver_waker) = Some(cx.waker().clone());
                 if callers.parkers.load(SeqCst) > 0 || callers.stop.load(SeqCst) {

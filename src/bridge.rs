@@ -3,13 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::context::{self, DepthGuard, Placement};
+use crate::context::{self, Placement};
 use crate::error::Payload;
 use crate::pool::{self, Job, Pool, Ticket};
 use crate::{wait, Error, Runtime};
@@ -312,7 +312,7 @@ impl<R: Runtime> Bridge<R> {
                 Ok(out) => out,
                 Err(e) => e.raise(),
             },
-            here => run_here(self.runtime(), here, make),
+            here => context::in_place(self.runtime(), here, async move { make().await }),
         }
     }
 
@@ -356,7 +356,9 @@ impl<R: Runtime> Bridge<R> {
         self.start()?;
         match context::placement(self.runtime()) {
             Placement::Hop => self.hop(make, None),
-            here => match context::catch(|| run_here(self.runtime(), here, make)) {
+            here => match context::catch(|| {
+                context::in_place(self.runtime(), here, async move { make().await })
+            }) {
                 Ok(out) => Ok(out),
                 Err(payload) if context::misused() => context::resume_misuse(payload),
                 Err(payload) => Err(Error::panic(payload)),
@@ -430,6 +432,7 @@ impl<R: Runtime> Bridge<R> {
         F::Output: Send + 'static,
     {
         self.start()?;
+        context::check(self.runtime());
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.hop(make, Some((deadline, timeout))),
             // A deadline too far to represent never comes.
@@ -460,16 +463,16 @@ impl<R: Runtime> Bridge<R> {
     {
         let (reply, mut answer) = oneshot::async_channel();
         // Only a call with a deadline can be cancelled, or needs to tell
-        // whether its future is busy in a poll.
+        // what its future is doing when the deadline passes.
         let (cancel, watch) = match deadline {
             Some(_) => {
                 let (cancel, cancelled) = oneshot::async_channel::<()>();
-                let busy = Arc::new(AtomicBool::new(false));
-                (Some(cancel), Some((cancelled, busy)))
+                let state = Arc::new(AtomicU8::new(PARKED));
+                (Some(cancel), Some((cancelled, state)))
             }
             None => (None, None),
         };
-        let busy = watch.as_ref().map(|(_, busy)| Arc::clone(busy));
+        let state = watch.as_ref().map(|(_, state)| Arc::clone(state));
         let job = Call {
             make: Some(make),
             carry: crate::Carry::capture(),
@@ -485,19 +488,19 @@ impl<R: Runtime> Bridge<R> {
             Some(Ok(answer)) => answer,
             Some(Err(_)) => return Err(Error::lost()),
             None => {
-                let (Some((_, timeout)), Some(busy)) = (deadline, busy) else {
+                let (Some((_, timeout)), Some(state)) = (deadline, state) else {
                     unreachable!("no deadline, no timeout")
                 };
                 if let Ticket::Queued(id) = ticket {
                     if let Some(job) = self.pool().cancel(id) {
-                        // It never started: drop its factory here, so nothing
-                        // of the call outlives this return.
-                        drop(job);
+                        // It never started: its factory is dropped where
+                        // the call would have run it.
+                        self.pool().dispose(job);
                         return Err(Error::timeout(timeout));
                     }
                 }
                 drop(cancel);
-                match wait_cancelled(&mut answer, &busy) {
+                match wait_cancelled(&mut answer, &state) {
                     Some(answer) => answer,
                     None => return Err(Error::timeout(timeout)),
                 }
@@ -511,77 +514,36 @@ impl<R: Runtime> Bridge<R> {
     }
 }
 
+/// What a call with a deadline is doing, for the caller that gave up on it.
+const PARKED: u8 = 0;
+const POLLING: u8 = 1;
+const DROPPING: u8 = 2;
+
 /// How long a timed-out call waits for its future to be dropped while the
 /// future is inside a poll (blocking its thread, or computing).
 const BLOCKED_GRACE: Duration = Duration::from_millis(20);
 
-/// After a deadline: waits for the cancelled call's answer, without limit
-/// while its future is parked (dropping it is prompt), and gives up once the
-/// future was inside a poll or its destructor for a whole [`BLOCKED_GRACE`]
-/// (a destructor that started while this waited gets one more, so that a
-/// loop thread the machine did not schedule at once is not taken for a
-/// blocked one).
-fn wait_cancelled<T>(answer: &mut oneshot::AsyncReceiver<T>, busy: &AtomicBool) -> Option<T> {
-    let mut was_busy = busy.load(Ordering::Acquire);
+/// After a deadline: waits for the cancelled call's answer. While the
+/// future is parked its drop is prompt; once its destructor has started,
+/// its outcome is awaited, however long it takes (a panic there is the
+/// call's answer); a future found inside a poll for a whole
+/// [`BLOCKED_GRACE`] blocks its thread, and the caller gives up on it.
+fn wait_cancelled<T>(answer: &mut oneshot::AsyncReceiver<T>, state: &AtomicU8) -> Option<T> {
+    let mut was_polling = false;
     loop {
-        let grace = Instant::now() + BLOCKED_GRACE;
-        match wait::block_on(&mut *answer, Some(grace)) {
+        let until = match state.load(Ordering::Acquire) {
+            DROPPING => None,
+            _ => Some(Instant::now() + BLOCKED_GRACE),
+        };
+        match wait::block_on(&mut *answer, until) {
             Some(Ok(answer)) => return Some(answer),
             Some(Err(_)) => return None,
             None => {
-                let is_busy = busy.load(Ordering::Acquire);
-                if is_busy && was_busy {
+                let polling = state.load(Ordering::Acquire) == POLLING;
+                if polling && was_polling {
                     return None;
                 }
-                was_busy = is_busy;
-            }
-        }
-    }
-}
-
-/// Runs a call on the current thread: one poll under the runtime's context,
-/// then the wait that `placement` chose.
-#[track_caller]
-pub(crate) fn run_here<R, M, F>(rt: &R, placement: Placement, make: M) -> F::Output
-where
-    R: Runtime,
-    M: FnOnce() -> F,
-    F: Future,
-{
-    let _depth = DepthGuard::enter();
-    let mut fut = pin!(context::own_budget(async move { make().await }));
-    let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-    if let Some(Poll::Ready(out)) = first {
-        return out;
-    }
-    block_here(rt, placement, fut)
-}
-
-/// Waits for `fut` on the current thread as `placement` says.
-#[track_caller]
-pub(crate) fn block_here<R: Runtime, F: Future + ?Sized>(
-    rt: &R,
-    placement: Placement,
-    fut: Pin<&mut F>,
-) -> F::Output {
-    match placement {
-        Placement::Drive => {
-            let out = rt.block_on(fut);
-            context::mark_runtime_used();
-            out
-        }
-        Placement::HandOff => context::hand_off(|| rt.block_on(fut)),
-        Placement::Park | Placement::Hop => {
-            let mut fut = fut;
-            context::will_wait();
-            let waited = rt.enter(|| wait::block_on(fut.as_mut(), None));
-            let _ = context::waiting();
-            match waited {
-                Some(Some(out)) => out,
-                Some(None) => unreachable!("a wait without a deadline completes"),
-                // A runtime that said it could be entered and then did not:
-                // wait without its context.
-                None => wait::block_on(fut, None).expect("a wait without a deadline completes"),
+                was_polling = polling;
             }
         }
     }
@@ -593,8 +555,8 @@ struct Call<M, O> {
     make: Option<M>,
     carry: crate::Carry,
     /// For a call with a deadline: its cancel signal (the sender dropped), and
-    /// the flag set while the future is inside a poll or its destructor.
-    watch: Option<(oneshot::AsyncReceiver<()>, Arc<AtomicBool>)>,
+    /// what its future is doing ([`PARKED`], [`POLLING`], [`DROPPING`]).
+    watch: Option<(oneshot::AsyncReceiver<()>, Arc<AtomicU8>)>,
     out: Option<Answer<O>>,
     reply: Option<oneshot::Sender<Answer<O>>>,
 }
@@ -614,13 +576,10 @@ where
         let Some(make) = self.make.take() else {
             return;
         };
-        let (cancelled, busy) = match self.watch.take() {
-            Some((cancelled, busy)) => (Some(cancelled), Some(busy)),
-            None => (None, None),
-        };
+        let watch = self.watch.take();
         let out = self.carry.run(|| {
-            catch_unwind(AssertUnwindSafe(|| match (cancelled, &busy) {
-                (Some(cancelled), Some(busy)) => rt.block_on(async move {
+            catch_unwind(AssertUnwindSafe(|| match watch {
+                Some((cancelled, state)) => rt.block_on(async move {
                     // The cancel signal is polled first: once it fired, the
                     // future is dropped without another poll.
                     let stop = async move {
@@ -628,46 +587,52 @@ where
                         None
                     };
                     // `make` too runs inside `Tracked`: a factory that blocks
-                    // its thread counts as busy.
+                    // its thread counts as inside a poll.
                     let run =
-                        async move { Some(Tracked::new(async move { make().await }, busy).await) };
-                    futures_lite::future::or(stop, run).await
+                        async { Some(Tracked::new(async move { make().await }, &state).await) };
+                    let out = futures_lite::future::or(stop, run).await;
+                    state.store(PARKED, Ordering::Release);
+                    out
                 }),
-                _ => Some(rt.block_on(async move { make().await })),
+                None => Some(rt.block_on(async move { make().await })),
             }))
         });
-        if let Some(busy) = &busy {
-            busy.store(false, Ordering::Release);
-        }
         self.out = Some(out);
     }
 
-    fn finish(mut self: Box<Self>) {
+    fn finish(mut self: Box<Self>, rt: &R) {
         if let (Some(out), Some(reply)) = (self.out.take(), self.reply.take()) {
-            let _ = reply.send(out);
+            if let Err(undelivered) = reply.send(out) {
+                // The caller gave up: the output is dropped where it was
+                // made, in the runtime's context.
+                let out = undelivered.into_inner();
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    rt.block_on(async move { drop(out) });
+                }));
+            }
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A future that flags, while it is inside a poll or its destructor,
-    /// that its thread is busy with it.
+    /// A future that tells, through `state`, when it is inside a poll or
+    /// its destructor.
     struct Tracked<'a, F> {
         #[pin]
         fut: F,
-        busy: &'a AtomicBool,
+        state: &'a AtomicU8,
     }
 
     impl<F> PinnedDrop for Tracked<'_, F> {
         fn drop(this: Pin<&mut Self>) {
-            this.busy.store(true, Ordering::Release);
+            this.state.store(DROPPING, Ordering::Release);
         }
     }
 }
 
 impl<'a, F> Tracked<'a, F> {
-    fn new(fut: F, busy: &'a AtomicBool) -> Self {
-        Tracked { fut, busy }
+    fn new(fut: F, state: &'a AtomicU8) -> Self {
+        Tracked { fut, state }
     }
 }
 
@@ -676,9 +641,9 @@ impl<F: Future> Future for Tracked<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        this.busy.store(true, Ordering::Release);
+        this.state.store(POLLING, Ordering::Release);
         let out = this.fut.poll(cx);
-        this.busy.store(false, Ordering::Release);
+        this.state.store(PARKED, Ordering::Release);
         out
     }
 }

@@ -39,6 +39,8 @@ pub struct BlockingIo<T> {
     /// source at its end may answer by polling its inner reader again.
     filled: Vec<u8>,
     pos: usize,
+    /// Drops the object where its calls run ([`Exec::dispose`]).
+    dispose: fn(&dyn Exec, Pin<Box<T>>),
 }
 
 impl<R: Runtime> Bridge<R> {
@@ -80,6 +82,7 @@ impl<R: Runtime> Bridge<R> {
             io: Some(Box::pin(io)),
             filled: Vec::new(),
             pos: 0,
+            dispose: |exec, io| exec.dispose(Box::new(io)),
         }
     }
 }
@@ -90,11 +93,11 @@ impl<T: Send + 'static> BlockingIo<T> {
     /// # Errors
     ///
     /// Gives `self` back if a panic of the object dropped it.
-    pub fn into_inner(self) -> Result<T, Self>
+    pub fn into_inner(mut self) -> Result<T, Self>
     where
         T: Unpin,
     {
-        match self.io {
+        match self.io.take() {
             Some(io) => Ok(*Pin::into_inner(io)),
             None => Err(self),
         }
@@ -154,8 +157,11 @@ impl<T: Send + 'static> BlockingIo<T> {
         })) {
             Ok(out) => Ok(out),
             Err(payload) => {
-                let io = self.io.take();
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(io)));
+                // Its state is whatever the panic left: dropped, where it
+                // runs.
+                if let Some(io) = self.io.take() {
+                    let _ = catch_unwind(AssertUnwindSafe(|| (self.dispose)(exec, io)));
+                }
                 resume_unwind(payload)
             }
         }
@@ -169,7 +175,14 @@ impl<T: Send + 'static> BlockingIo<T> {
     {
         self.usable()?;
         let io = self.io.take().expect("usable");
-        let mut away = local::send_away(&self.exec, io, op)?;
+        let mut away = match local::send_away(&self.exec, io, op, |_| false) {
+            Ok(away) => away,
+            Err((e, io)) => {
+                // No loop thread could take it: it stays here, usable.
+                self.io = Some(io);
+                return Err(e.into());
+            }
+        };
         let back = away
             .wait(None)
             .expect("a wait without a deadline completes")?;
@@ -227,6 +240,8 @@ impl<T: AsyncWrite + Send + 'static> Write for BlockingIo<T> {
         if buf.is_empty() {
             return Ok(0);
         }
+        // A write may change what a read would find next.
+        self.forget_filled();
         let here = self.placement()?;
         if here != Placement::Hop {
             return self.here(here, |io, cx| io.poll_write(cx, buf))?;
@@ -239,6 +254,7 @@ impl<T: AsyncWrite + Send + 'static> Write for BlockingIo<T> {
     ///
     /// Until the object has flushed.
     fn flush(&mut self) -> io::Result<()> {
+        self.forget_filled();
         self.both(|io, cx| io.poll_flush(cx))?
     }
 }
@@ -259,11 +275,14 @@ impl<T: AsyncBufRead + Send + 'static> BufRead for BlockingIo<T> {
         Ok(&self.filled[self.pos..])
     }
 
+    /// Consumes at most what the last [`fill_buf`](BufRead::fill_buf)
+    /// returned and is still unread (nothing after a write or a seek).
     fn consume(&mut self, amt: usize) {
+        let amt = amt.min(self.filled.len() - self.pos);
         if let Some(io) = self.io.as_mut() {
             io.as_mut().consume(amt);
         }
-        self.pos = (self.pos + amt).min(self.filled.len());
+        self.pos += amt;
     }
 }
 
@@ -274,6 +293,16 @@ impl<T: AsyncSeek + Send + 'static> Seek for BlockingIo<T> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.forget_filled();
         self.both(move |io, cx| io.poll_seek(cx, pos))?
+    }
+}
+
+impl<T> Drop for BlockingIo<T> {
+    /// Drops the object where its calls run: on this thread in the
+    /// runtime's context, or on a loop thread.
+    fn drop(&mut self) {
+        if let Some(io) = self.io.take() {
+            (self.dispose)(&*self.exec, io);
+        }
     }
 }
 

@@ -69,6 +69,15 @@ struct Direct<T> {
     /// `None` while away on a loop thread.
     stream: Option<BoxStream<T>>,
     away: Option<Away<dyn Stream<Item = T> + Send, Option<T>>>,
+    dispose: Dispose<BoxStream<T>>,
+}
+
+/// Drops a user's value where the bridge would run it ([`Exec::dispose`]);
+/// made where the value's type is known to be `'static`.
+type Dispose<V> = fn(&dyn Exec, V);
+
+fn dispose<V: Send + 'static>(exec: &dyn Exec, value: V) {
+    exec.dispose(Box::new(value));
 }
 
 /// What the loop thread sends the consumer.
@@ -81,6 +90,7 @@ enum Msg<T> {
 
 /// The consumer's end of a stream running on a loop thread.
 struct Pipe<T> {
+    exec: Arc<dyn Exec>,
     items: Receiver<Msg<T>>,
     /// How many more items the consumer asks for.
     demand: Sender<usize>,
@@ -88,6 +98,7 @@ struct Pipe<T> {
     /// Tokens sent and not yet answered with an item.
     asked: usize,
     read_ahead: usize,
+    dispose: Dispose<Vec<T>>,
 }
 
 impl<R: Runtime> Bridge<R> {
@@ -138,6 +149,7 @@ impl<R: Runtime> Bridge<R> {
                 exec: self.pool().clone(),
                 stream: Some(stream),
                 away: None,
+                dispose,
             }),
         }
     }
@@ -217,11 +229,13 @@ impl<R: Runtime> Bridge<R> {
             .and_then(|()| Exec::submit(&**self.pool(), work))
         {
             Ok(_) => Inner::Pipe(Pipe {
+                exec: self.pool().clone(),
                 items,
                 demand,
                 buf: VecDeque::new(),
                 asked: 0,
                 read_ahead,
+                dispose,
             }),
             Err(e) => Inner::Failed(e),
         };
@@ -404,6 +418,7 @@ impl<T> Pipe<T> {
             let _ = self.demand.try_send(1);
         }
         self.ask();
+        self.exec.check();
         let msg = wait::block_on(self.items.recv(), deadline)?;
         Some(match msg {
             Ok(Msg::Item(item)) => {
@@ -436,6 +451,26 @@ impl<T> Pipe<T> {
     }
 }
 
+impl<T> Drop for Pipe<T> {
+    fn drop(&mut self) {
+        // Items read ahead and not returned are dropped where the stream
+        // runs: those still in the channel too, which the loop thread would
+        // otherwise leave to whichever side lets go of it last.
+        self.items.close();
+        let mut left: Vec<T> = self.buf.drain(..).collect();
+        while let Ok(msg) = self.items.try_recv() {
+            match msg {
+                Msg::Item(item) => left.push(item),
+                Msg::Items(items) => left.extend(items),
+                Msg::End | Msg::Panic(_) => {}
+            }
+        }
+        if !left.is_empty() {
+            (self.dispose)(&*self.exec, left);
+        }
+    }
+}
+
 impl<T: Send + 'static> Direct<T> {
     #[track_caller]
     fn next(&mut self, deadline: Option<Instant>) -> Option<Result<Option<T>, Error>> {
@@ -453,43 +488,71 @@ impl<T: Send + 'static> Direct<T> {
         let Some(mut stream) = self.stream.take() else {
             return Some(Ok(None));
         };
-        if placement == Placement::Hop || deadline.is_some() {
-            let mut away = match local::send_away(&self.exec, stream, |s, cx| s.poll_next(cx)) {
-                Ok(away) => away,
-                Err(e) => return Some(Err(e)),
-            };
-            if let Some(back) = away.wait(deadline) {
-                return self.back(back).or(Some(Ok(None)));
-            }
-            // Timed out: stop it at its next poll, and give a prompt stop
-            // the chance to bring the stream (or a last item) home.
-            away.cancel();
-            return match away.wait(Some(Instant::now() + CANCEL_GRACE)) {
-                Some(back) => self.back(back),
-                None => {
-                    self.away = Some(away);
-                    None
-                }
-            };
+        if placement == Placement::Hop {
+            return self.next_away(stream, deadline);
         }
+        // A deadline is a timer polled beside the stream, after it: an item
+        // ready as the deadline passes is taken.
+        let mut timer = deadline
+            .map(|at| futures_timer::Delay::new(at.saturating_duration_since(Instant::now())));
         let polled = context::catch(|| {
             local::here(&*self.exec, placement, stream.as_mut(), |s, cx| {
-                s.poll_next(cx)
+                match s.poll_next(cx) {
+                    Poll::Ready(item) => Poll::Ready(Some(item)),
+                    Poll::Pending => match timer.as_mut().map(|timer| Pin::new(timer).poll(cx)) {
+                        Some(Poll::Ready(())) => Poll::Ready(None),
+                        _ => Poll::Pending,
+                    },
+                }
             })
         });
         match polled {
-            Ok(Some(item)) => {
+            Ok(Some(Some(item))) => {
                 self.stream = Some(stream);
                 Some(Ok(Some(item)))
             }
-            Ok(None) => Some(drop_stream(stream).map(|()| None)),
+            Ok(Some(None)) => Some(self.drop_stream(stream).map(|()| None)),
+            Ok(None) => {
+                self.stream = Some(stream);
+                None
+            }
             Err(payload) => {
                 let misused = context::misused();
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(stream)));
+                let _ = catch_unwind(AssertUnwindSafe(|| (self.dispose)(&*self.exec, stream)));
                 if misused {
                     context::resume_misuse(payload)
                 }
                 Some(Err(Error::panic(payload)))
+            }
+        }
+    }
+
+    /// The next item, the stream polled on a loop thread.
+    #[track_caller]
+    fn next_away(
+        &mut self,
+        stream: BoxStream<T>,
+        deadline: Option<Instant>,
+    ) -> Option<Result<Option<T>, Error>> {
+        let sent = local::send_away(&self.exec, stream, |s, cx| s.poll_next(cx), Option::is_none);
+        let mut away = match sent {
+            Ok(away) => away,
+            Err((e, stream)) => {
+                self.stream = Some(stream);
+                return Some(Err(e));
+            }
+        };
+        if let Some(back) = away.wait(deadline) {
+            return self.back(back);
+        }
+        // Timed out: stop it at its next poll, and give a prompt stop the
+        // chance to bring the stream (or a last item) home.
+        away.cancel();
+        match away.wait(Some(Instant::now() + CANCEL_GRACE)) {
+            Some(back) => self.back(back),
+            None => {
+                self.away = Some(away);
+                None
             }
         }
     }
@@ -503,29 +566,32 @@ impl<T: Send + 'static> Direct<T> {
             Ok(back) => back,
             Err(e) => return Some(Err(e)),
         };
+        self.stream = back.obj;
         match back.out {
-            Ok(Some(Some(item))) => {
-                self.stream = back.obj;
-                Some(Ok(Some(item)))
-            }
-            Ok(Some(None)) => Some(back.obj.map_or(Ok(()), drop_stream).map(|()| None)),
+            Ok(Some(item)) => Some(Ok(item)),
             // Cancelled before it had an item: the stream is home again.
-            Ok(None) => {
-                self.stream = back.obj;
-                None
-            }
+            Ok(None) => None,
             Err(payload) => Some(Err(Error::panic(payload))),
+        }
+    }
+
+    /// Drops an ended stream here, under the runtime's context, reporting a
+    /// panic of its destructor.
+    fn drop_stream(&self, stream: BoxStream<T>) -> Result<(), Error> {
+        catch_unwind(AssertUnwindSafe(|| (self.dispose)(&*self.exec, stream))).map_err(Error::panic)
+    }
+}
+
+impl<T> Drop for Direct<T> {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            (self.dispose)(&*self.exec, stream);
         }
     }
 }
 
 /// How long a timed-out `next_timeout` gives the stream to come back.
 const CANCEL_GRACE: Duration = Duration::from_millis(20);
-
-/// Drops an ended stream, reporting a panic of its destructor.
-fn drop_stream<S: ?Sized>(stream: Pin<Box<S>>) -> Result<(), Error> {
-    catch_unwind(AssertUnwindSafe(move || drop(stream))).map_err(Error::panic)
-}
 
 impl<T: Send + 'static> BlockingIter<T> {
     /// Waits at most `timeout` for the next item.

@@ -11,6 +11,7 @@
 mod bridge;
 mod carry;
 mod context;
+mod ending;
 mod error;
 mod io;
 mod iter;

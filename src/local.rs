@@ -7,32 +7,40 @@
 //! iterators and IO objects keep: it keeps the runtime and the pool alive
 //! for as long as they live.
 
+use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::bridge::block_here;
-use crate::context::{self, DepthGuard, Placement};
+use futures_lite::FutureExt;
+
+use crate::context::{self, Placement};
 use crate::error::Payload;
-use crate::pool::{Job, Pool, Ticket};
+use crate::pool::{lock, Job, Pool, Ticket};
 use crate::{wait, Carry, Error, Runtime};
 
 /// A bridge's runtime and pool, seen without their type.
 pub(crate) trait Exec: Send + Sync + 'static {
     /// Starts the runtime if needed.
     fn start(&self) -> Result<(), Error>;
-    /// Where an operation from the current thread runs.
+    /// Where an operation from the current thread runs (a calling context
+    /// the runtime refuses panics here).
     #[track_caller]
     fn placement(&self) -> Placement;
-    /// Polls `fut` once under the runtime's context, then waits for it on
-    /// this thread as `placement` says (not [`Placement::Hop`]).
+    /// Lets the runtime refuse the calling context before a wait that runs
+    /// no future of its own.
+    #[track_caller]
+    fn check(&self);
+    /// Runs `fut` on this thread as `placement` says (not [`Placement::Hop`]).
     #[track_caller]
     fn block_here(&self, placement: Placement, fut: Pin<&mut (dyn Future<Output = ()> + '_)>);
     /// Runs `work` on a loop thread; it gets the runtime to block on.
     fn submit(&self, work: LoopWork) -> Result<Ticket, Error>;
+    /// Drops a user's value where a call from this thread would run it.
+    fn dispose(&self, value: Box<dyn Any + Send>);
 }
 
 /// Work for a loop thread: it gets the runtime to block on.
@@ -60,29 +68,22 @@ impl<R: Runtime> Exec for Pool<R> {
     }
 
     #[track_caller]
+    fn check(&self) {
+        context::check(&self.runtime)
+    }
+
+    #[track_caller]
     fn block_here(&self, placement: Placement, fut: Pin<&mut (dyn Future<Output = ()> + '_)>) {
-        poll_then_block(&self.runtime, placement, fut)
+        context::in_place(&self.runtime, placement, fut)
     }
 
     fn submit(&self, work: LoopWork) -> Result<Ticket, Error> {
         Pool::submit(self, Box::new(Work(Some(work))), context::nested()).map_err(Error::thread)
     }
-}
 
-/// Polls `fut` once under `rt`'s context, then waits for it here as
-/// `placement` says; marks the thread as polling a bridged future meanwhile.
-#[track_caller]
-pub(crate) fn poll_then_block<R: Runtime, F: Future + ?Sized>(
-    rt: &R,
-    placement: Placement,
-    mut fut: Pin<&mut F>,
-) -> F::Output {
-    let _depth = DepthGuard::enter();
-    let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-    if let Some(Poll::Ready(out)) = first {
-        return out;
+    fn dispose(&self, value: Box<dyn Any + Send>) {
+        Pool::dispose(self, value)
     }
-    block_here(rt, placement, fut)
 }
 
 /// A job that is one closure: it delivers its own result.
@@ -95,12 +96,12 @@ impl<R: Runtime> Job<R> for Work {
         }
     }
 
-    fn finish(self: Box<Self>) {}
+    fn finish(self: Box<Self>, _: &R) {}
 }
 
 /// What comes back from a loop thread: the object (unless the operation
-/// panicked, which drops it there) and the operation's output, `None` if it
-/// was cancelled first.
+/// panicked or ended it, which drops it there) and the operation's output,
+/// `None` if it was cancelled first.
 pub(crate) struct Back<S: ?Sized, O> {
     pub(crate) obj: Option<Pin<Box<S>>>,
     pub(crate) out: Result<Option<O>, Payload>,
@@ -129,21 +130,29 @@ where
     let mut obj = obj;
     let mut out = None;
     {
-        let fut = pin!(context::own_budget(async {
+        let fut = pin!(async {
             out = Some(poll_fn(|cx| op(obj.as_mut(), cx)).await);
-        }));
+        });
         exec.block_here(placement, fut);
     }
     out.expect("the operation completed")
 }
 
 /// Sends `obj` to a loop thread and polls `op` on it there, until it
-/// completes or [`Away::cancel`] stops it at its next poll.
+/// completes or [`Away::cancel`] stops it at its next poll. An output for
+/// which `ends` holds ends the object: it is dropped there, not sent back
+/// (a panic of its destructor is the answer then).
+///
+/// # Errors
+///
+/// The object comes back with the error if no loop thread could take it.
+#[allow(clippy::type_complexity)]
 pub(crate) fn send_away<S, O, Op>(
     exec: &Arc<dyn Exec>,
     obj: Pin<Box<S>>,
     mut op: Op,
-) -> Result<Away<S, O>, Error>
+    ends: fn(&O) -> bool,
+) -> Result<Away<S, O>, (Error, Pin<Box<S>>)>
 where
     S: ?Sized + Send + 'static,
     O: Send + 'static,
@@ -152,47 +161,67 @@ where
     let (reply, back) = oneshot::async_channel();
     let (cancel, cancelled) = oneshot::async_channel::<()>();
     let carry = Carry::capture();
+    // The object waits here until the thread takes it, so that a job that
+    // never starts gives it back.
+    let slot = Arc::new(Mutex::new(Some(obj)));
+    let taken = Arc::clone(&slot);
     let work = Box::new(move |rt: &dyn BlockOn| {
-        let mut obj = obj;
-        let answer = carry.run(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                let mut out = None;
-                {
-                    let fut = pin!(async {
-                        let stop = async {
-                            let _ = cancelled.await;
-                            None
-                        };
-                        let run = async { Some(poll_fn(|cx| op(obj.as_mut(), cx)).await) };
-                        out = futures_lite::future::or(stop, run).await;
-                    });
-                    rt.block_on_dyn(fut);
-                }
-                out
-            }))
-        });
-        let back = match answer {
-            Ok(out) => Back {
-                obj: Some(obj),
-                out: Ok(out),
-            },
-            Err(payload) => {
-                // Its state is whatever the panic left: drop it here, where
-                // a panic of its destructor harms nobody.
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(obj)));
-                Back {
-                    obj: None,
-                    out: Err(payload),
-                }
-            }
+        let Some(mut obj) = lock(&taken).take() else {
+            return;
         };
-        let _ = reply.send(back);
+        drop(taken);
+        carry.run(|| {
+            let fut = pin!(async move {
+                let stop = async {
+                    let _ = cancelled.await;
+                    None
+                };
+                let run = async { Some(poll_fn(|cx| op(obj.as_mut(), cx)).await) };
+                let out = AssertUnwindSafe(futures_lite::future::or(stop, run))
+                    .catch_unwind()
+                    .await;
+                let back = match out {
+                    Ok(Some(out)) if ends(&out) => Back {
+                        obj: None,
+                        out: finish_off(obj).map(|()| Some(out)),
+                    },
+                    Ok(out) => Back {
+                        obj: Some(obj),
+                        out: Ok(out),
+                    },
+                    // Its state is whatever the panic left: dropped here.
+                    Err(payload) => {
+                        let _ = finish_off(obj);
+                        Back {
+                            obj: None,
+                            out: Err(payload),
+                        }
+                    }
+                };
+                if let Err(undelivered) = reply.send(back) {
+                    // The caller went away: what it would have got is
+                    // dropped here, in the runtime's context.
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(undelivered)));
+                }
+            });
+            rt.block_on_dyn(fut);
+        })
     });
-    exec.submit(work)?;
+    if let Err(e) = exec.submit(work) {
+        let obj = lock(&slot)
+            .take()
+            .expect("a job that never ran leaves its object");
+        return Err((e, obj));
+    }
     Ok(Away {
         back,
         cancel: Some(cancel),
     })
+}
+
+/// Drops an object on its loop thread, its destructor's panic as a value.
+fn finish_off<S: ?Sized>(obj: Pin<Box<S>>) -> Result<(), Payload> {
+    catch_unwind(AssertUnwindSafe(move || drop(obj)))
 }
 
 impl<S: ?Sized, O> Away<S, O> {

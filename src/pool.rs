@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle, Thread, ThreadId};
 use std::time::{Duration, Instant};
 
-use crate::context::DepthGuard;
+use crate::context::{self, DepthGuard, Placement};
 use crate::error::payload_message;
 use crate::Runtime;
 
@@ -30,8 +30,9 @@ pub(crate) trait Job<R>: Send + 'static {
     fn run(&mut self, rt: &R);
     /// Delivers the result. Called once the thread is back in the pool (or
     /// has taken the next job), so that a caller who calls again at once
-    /// finds it free instead of starting another thread.
-    fn finish(self: Box<Self>);
+    /// finds it free instead of starting another thread. A result nobody
+    /// takes any more is dropped with `rt`'s `block_on`, in its context.
+    fn finish(self: Box<Self>, rt: &R);
 }
 
 /// Settings of a pool.
@@ -197,6 +198,28 @@ impl<R: Runtime> Pool<R> {
         }
     }
 
+    /// Drops `value`, a user's, where a call from the current thread would
+    /// run: here under the runtime's context, or on a loop thread inside its
+    /// `block_on` (without waiting for it there).
+    pub(crate) fn dispose<T: Send + 'static>(&self, value: T) {
+        if context::placement_of(&self.runtime) != Placement::Hop {
+            return context::drop_in(&self.runtime, || drop(value));
+        }
+        let slot = Arc::new(Mutex::new(Some(value)));
+        if self
+            .submit(Box::new(Dispose(Arc::clone(&slot))), context::nested())
+            .is_err()
+        {
+            // No thread to drop it on: here, in what context there is.
+            if let Some(value) = lock(&slot).take() {
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    let mut value = Some(value);
+                    let _ = self.runtime.enter(|| drop(value.take()));
+                }));
+            }
+        }
+    }
+
     /// Takes a queued job back, if no thread has taken it yet.
     pub(crate) fn cancel(&self, id: u64) -> Option<Box<dyn Job<R>>> {
         let mut st = lock(&self.state);
@@ -272,7 +295,7 @@ impl<R: Runtime> Pool<R> {
                 let _ = catch_unwind(AssertUnwindSafe(|| job.run(&self.runtime)));
             }
             let after = self.done(&mailbox, outer);
-            let _ = catch_unwind(AssertUnwindSafe(move || job.finish()));
+            let _ = catch_unwind(AssertUnwindSafe(|| job.finish(&self.runtime)));
             match after {
                 Next::Run(job, outer) => next = Some((job, outer)),
                 Next::Idle => {}
@@ -368,6 +391,19 @@ impl<R: Runtime> Pool<R> {
             let _ = handle.join();
         }
     }
+}
+
+/// A job that drops a value inside the runtime's `block_on`.
+struct Dispose<T>(Arc<Mutex<Option<T>>>);
+
+impl<R: Runtime, T: Send + 'static> Job<R> for Dispose<T> {
+    fn run(&mut self, rt: &R) {
+        if let Some(value) = lock(&self.0).take() {
+            let _ = catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { drop(value) })));
+        }
+    }
+
+    fn finish(self: Box<Self>, _: &R) {}
 }
 
 impl<R> State<R> {

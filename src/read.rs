@@ -27,12 +27,16 @@ const CHUNKS_AHEAD: usize = 8;
 ///   `Ok(0)`, a chunk stream's end).
 /// - A panic of the source resumes in `read` with its payload; a source that
 ///   could not start, or whose loop thread went away, is an [`io::Error`].
+///   Either ends the reader for good: every later `read` fails too, so that
+///   a reader that broke is never taken for one that reached its end.
 /// - Dropping the reader cancels the source, as dropping a [`BlockingIter`]
 ///   does.
 pub struct BlockingReader<B, E = io::Error> {
     chunks: BlockingIter<Result<B, E>>,
     chunk: Option<B>,
     pos: usize,
+    /// Why the reader broke, for every read after the one that said so.
+    broken: Option<(io::ErrorKind, String)>,
 }
 
 impl<B, E> BlockingIter<Result<B, E>>
@@ -64,6 +68,7 @@ where
             chunks: self,
             chunk: None,
             pos: 0,
+            broken: None,
         }
     }
 }
@@ -147,6 +152,9 @@ where
     /// The unread part of the current chunk, fetching chunks until one has
     /// bytes; empty at the end of the stream.
     fn fill(&mut self) -> io::Result<&[u8]> {
+        if let Some((kind, message)) = &self.broken {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
         while self.remaining() == 0 {
             self.pos = 0;
             self.chunk = None;
@@ -158,10 +166,18 @@ where
                 Ok(Some(Ok(chunk))) => self.chunk = Some(chunk),
                 Ok(Some(Err(e))) => return Err(into_io(e)),
                 Ok(None) => return Ok(&[]),
-                Err(e) => match e.try_into_panic() {
-                    Ok(payload) => resume_unwind(payload),
-                    Err(e) => return Err(e.into()),
-                },
+                Err(e) => {
+                    let e = match e.try_into_panic() {
+                        Ok(payload) => {
+                            self.broken =
+                                Some((io::ErrorKind::Other, "the reader's source panicked".into()));
+                            resume_unwind(payload)
+                        }
+                        Err(e) => io::Error::from(e),
+                    };
+                    self.broken = Some((e.kind(), e.to_string()));
+                    return Err(e);
+                }
             }
         }
         let chunk = self.chunk.as_ref().map_or(&[][..], |c| c.as_ref());

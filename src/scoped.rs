@@ -4,7 +4,6 @@ use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::thread;
 
-use crate::bridge::run_here;
 use crate::context::{self, DepthGuard, Placement};
 use crate::{Bridge, Carry, Error, Runtime};
 
@@ -54,7 +53,7 @@ impl<R: Runtime> Bridge<R> {
         }
         let here = context::placement(self.runtime());
         if here != Placement::Hop {
-            return run_here(self.runtime(), here, make);
+            return context::in_place(self.runtime(), here, async move { make().await });
         }
         let rt = self.runtime();
         let carry = Carry::capture();

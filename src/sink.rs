@@ -3,13 +3,16 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_channel::{Receiver, Sender};
-use futures_lite::{future, Stream};
+use futures_lite::{future, FutureExt, Stream};
 
+use crate::ending::{self, Closer, Watch};
 use crate::error::Payload;
 use crate::local::{BlockOn, Exec};
 use crate::{wait, Bridge, Carry, Error, Runtime};
@@ -19,43 +22,122 @@ use crate::{wait, Bridge, Carry, Error, Runtime};
 ///
 /// - **Bounded**: [`send`](Self::send) blocks while `capacity` items wait for
 ///   the consumer.
-/// - **Ordered, nothing lost**: the consumer receives every item sent, in
-///   order; an item the consumer can no longer take comes back in the
-///   [`SendError`].
-/// - [`close`](Self::close) ends the consumer's stream and returns the
-///   consumer's output once it finished: its last error, a websocket's close
-///   result. A panic of the consumer resumes there.
-/// - **Drop**: without `close`, the stream ends and the consumer finishes in
-///   the background. A sink dropped while its thread unwinds from a panic
-///   cancels the consumer instead (dropped at its next `.await`, the items
-///   still queued with it).
-#[must_use = "a sink does nothing unless items are sent into it"]
+/// - **Ordered, nothing lost silently**: `send` returns `Ok` once the item is
+///   queued for the consumer, which receives the items in order for as long
+///   as it reads. An item sent after the consumer finished comes back in the
+///   [`SendError`]; items queued that it left unread when it returned come
+///   back from [`close_with_unsent`](Self::close_with_unsent).
+/// - **`close` commits, a drop aborts.** [`close`](Self::close) ends the
+///   consumer's stream and returns the consumer's output once it finished
+///   (its last error, a websocket's close result); a panic of the consumer
+///   resumes there. A sink dropped without `close`, by a `?` that returned
+///   early as much as by a panic, cancels the consumer at once (dropped where
+///   it runs, at its next `.await`): its stream never ends cleanly, so a
+///   consumer never commits half of what was meant.
+#[must_use = "a sink's consumer finishes only through `close`; dropped, it is cancelled"]
 pub struct BlockingSink<T, O> {
+    exec: Arc<dyn Exec>,
     items: Option<Sender<T>>,
-    done: Receiver<Result<O, Payload>>,
-    /// A message here cancels the consumer.
-    cancel: Sender<()>,
+    done: Receiver<Finished<T, O>>,
+    /// Commits in `close`; dropped uncommitted, cancels the consumer.
+    closer: Closer,
     unstarted: Option<Error>,
+    /// Drops what the consumer left where it ran ([`Exec::dispose`]).
+    dispose: fn(&dyn Exec, Left<T, O>),
 }
 
+/// What a finished consumer left to drop: its output, unread items.
+type Left<T, O> = (Option<O>, Vec<T>);
+
+/// What a consumer that finished leaves: its output (or panic), and the
+/// items it did not read.
+type Finished<T, O> = (Result<O, Payload>, Vec<T>);
+
 /// The stream of items a [`BlockingSink`]'s consumer receives: every item
-/// sent, in order, ending when the sink is closed or dropped. It is `Unpin`,
-/// so `items.next().await` works as it is.
+/// sent, in order. It is `Unpin`, so `items.next().await` works as it is.
+///
+/// It ends (`None`) only once the sink was [closed](BlockingSink::close). A
+/// sink dropped without `close` aborts instead: the consumer is cancelled,
+/// and this stream, wherever it went, never ends, so nothing takes an abort
+/// for an end. Handed to another task that must see the abort (a request
+/// body), use [`results`](Self::results), which ends with an error there.
 #[derive(Debug)]
 pub struct SinkStream<T> {
     items: Pin<Box<Receiver<T>>>,
+    watch: Watch,
 }
 
 impl<T> Stream for SinkStream<T> {
     type Item = T;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.items.as_mut().poll_next(cx)
+        match self.items.as_mut().poll_next(cx) {
+            Poll::Ready(None) if !self.watch.committed() => Poll::Pending,
+            polled => polled,
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.items.len(), None)
     }
+}
+
+impl<T: Send + 'static> SinkStream<T> {
+    /// The same items as `Ok`, ending with `None` once the sink was closed,
+    /// or with one [`io::ErrorKind::ConnectionAborted`] error if it was
+    /// dropped without `close` (or the consumer returned before the end):
+    /// the shape of a request body (`reqwest::Body::wrap_stream`, hyper's
+    /// `StreamBody` after a `map`), which then fails instead of ending short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    /// use futures_lite::StreamExt;
+    ///
+    /// let bridge = Bridge::new(Pollster);
+    /// let sink = bridge.sink(4, |items| async move {
+    ///     // Another task would get `body`; this one just reads it.
+    ///     let mut body = items.results();
+    ///     let mut got = Vec::new();
+    ///     while let Some(chunk) = body.next().await {
+    ///         got.push(chunk?);
+    ///     }
+    ///     Ok::<_, std::io::Error>(got.concat())
+    /// });
+    /// sink.send(b"half a ".to_vec()).unwrap();
+    /// sink.send(b"body".to_vec()).unwrap();
+    /// assert_eq!(sink.close().unwrap(), b"half a body");
+    /// ```
+    pub fn results(self) -> impl Stream<Item = io::Result<T>> + Send + Unpin + 'static {
+        let mut this = Some(self);
+        futures_lite::stream::poll_fn(move |cx| {
+            let Some(items) = this.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match items.items.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) => Poll::Ready(Some(Ok(item))),
+                Poll::Ready(None) => {
+                    let committed = items.watch.committed();
+                    this = None;
+                    if committed {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Ready(Some(Err(aborted())))
+                    }
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    }
+}
+
+/// The error a [`SinkStream::results`] stream ends with after an abort.
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the blocking side dropped its sink without closing it",
+    )
 }
 
 /// An item the consumer of a [`BlockingSink`] can no longer take (it has
@@ -91,8 +173,9 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// The consumer is any future: one that writes each item to a websocket,
     /// a Kafka producer, a channel of an async program, a
-    /// `futures::Sink` (`items.map(Ok).forward(sink)`). It may be `!Send`:
-    /// `make` is called on the loop thread, where it runs.
+    /// `futures::Sink` (`items.map(Ok).forward(sink)`), a request whose body
+    /// is [`items.results()`](SinkStream::results). It may be `!Send`: `make`
+    /// is called on the loop thread, where it runs.
     ///
     /// # Examples
     ///
@@ -131,69 +214,85 @@ impl<R: Runtime> Bridge<R> {
         );
         let (items, items_rx) = async_channel::bounded(capacity);
         let (done_tx, done) = async_channel::bounded(1);
-        let (cancel, cancelled) = async_channel::bounded::<()>(1);
+        let (closer, watch) = ending::ending();
         let carry = Carry::capture();
         let work = Box::new(move |rt: &dyn BlockOn| {
-            let stream = SinkStream {
-                items: Box::pin(items_rx),
-            };
-            let out = carry.run(|| {
-                catch_unwind(AssertUnwindSafe(|| {
-                    let mut out = None;
-                    {
-                        let mut fut = std::pin::pin!(async {
-                            let run = async { Some(make(stream).await) };
-                            // A cancel is a message; the channel closing is
-                            // not one.
-                            let stop = async {
-                                if cancelled.recv().await.is_err() {
-                                    future::pending::<()>().await;
-                                }
-                                None
-                            };
-                            out = future::or(stop, run).await;
-                        });
-                        rt.block_on_dyn(fut.as_mut());
+            carry.run(|| {
+                let fut = std::pin::pin!(async move {
+                    let stream = SinkStream {
+                        items: Box::pin(items_rx.clone()),
+                        watch: watch.clone(),
+                    };
+                    let run = async { Some(make(stream).await) };
+                    let stop = async {
+                        watch.aborted().await;
+                        None
+                    };
+                    let out = match AssertUnwindSafe(future::or(stop, run)).catch_unwind().await {
+                        Ok(Some(out)) => Ok(out),
+                        // Aborted: nobody waits for an answer; what is left
+                        // is dropped here.
+                        Ok(None) => return,
+                        Err(payload) => Err(payload),
+                    };
+                    // The stream ends with the consumer: later sends fail and
+                    // give their item back; the items it left are the
+                    // caller's to take.
+                    items_rx.close();
+                    let mut unsent = Vec::new();
+                    while let Ok(item) = items_rx.try_recv() {
+                        unsent.push(item);
                     }
-                    out
-                }))
-            });
-            let out = match out {
-                Ok(Some(out)) => Ok(out),
-                Ok(None) => return,
-                Err(payload) => Err(payload),
-            };
-            let _ = done_tx.try_send(out);
+                    if let Err(undelivered) = done_tx.try_send((out, unsent)) {
+                        // The sink is gone: dropped here, in the runtime's
+                        // context.
+                        let _ = catch_unwind(AssertUnwindSafe(move || drop(undelivered)));
+                    }
+                });
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| rt.block_on_dyn(fut))) {
+                    // The runtime itself failed the consumer.
+                    let _ = payload;
+                }
+            })
         });
         let unstarted = self
             .start()
             .and_then(|()| Exec::submit(&**self.pool(), work))
             .err();
         BlockingSink {
+            exec: self.pool().clone(),
             items: Some(items),
             done,
-            cancel,
+            closer,
             unstarted,
+            dispose: |exec, left| exec.dispose(Box::new(left)),
         }
     }
 }
 
 impl<T, O> BlockingSink<T, O> {
     /// Sends `item` to the consumer, waiting while `capacity` items wait for
-    /// it.
+    /// it. `Ok` means the item is queued for the consumer.
     ///
     /// # Errors
     ///
     /// Gives `item` back if the consumer has finished (call
     /// [`close`](Self::close) to see why), panicked, or could not start.
     ///
+    /// # Panics
+    ///
+    /// The misuse panics of [`Bridge::run`] (a task of the bridge's own
+    /// caller-driven runtime, `SmolExecutor`'s own thread).
+    ///
     /// # Blocking
     ///
     /// While the consumer is `capacity` items behind.
+    #[track_caller]
     pub fn send(&self, item: T) -> Result<(), SendError<T>> {
         let Some(items) = &self.items else {
             return Err(SendError(item));
         };
+        self.exec.check();
         match items.try_send(item) {
             Ok(()) => Ok(()),
             Err(async_channel::TrySendError::Closed(item)) => Err(SendError(item)),
@@ -212,36 +311,117 @@ impl<T, O> BlockingSink<T, O> {
         self.items.as_ref().is_none_or(Sender::is_closed)
     }
 
-    /// Ends the consumer's stream and returns the consumer's output once it
-    /// has finished.
+    /// Commits: ends the consumer's stream and returns the consumer's output
+    /// once it has finished. Items it left unread (it returned before the
+    /// end) are dropped where it ran; to have them back, use
+    /// [`close_with_unsent`](Self::close_with_unsent).
     ///
     /// # Panics
     ///
     /// Resumes a panic of the consumer (or of `make`) with its payload;
     /// panics with "executor-bridge: failed to start a loop thread: ..." if
-    /// the consumer could not start.
+    /// the consumer could not start; the misuse panics of [`Bridge::run`].
     ///
     /// # Blocking
     ///
     /// Until the consumer has finished.
     #[track_caller]
-    pub fn close(mut self) -> O {
+    pub fn close(self) -> O {
+        let (exec, dispose) = (Arc::clone(&self.exec), self.dispose);
+        let (out, unsent) = self.close_with_unsent();
+        if !unsent.is_empty() {
+            dispose(&*exec, (None, unsent));
+        }
+        out
+    }
+
+    /// Like [`close`](Self::close), and gives back the items that `send`
+    /// queued and the consumer left unread, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use executor_bridge::{Bridge, Pollster};
+    /// use futures_lite::StreamExt;
+    ///
+    /// let bridge = Bridge::new(Pollster);
+    /// let (first, rest) = async_channel::bounded(1);
+    /// let sink = bridge.sink(8, move |mut items| async move {
+    ///     let taken = items.next().await; // one, then it stops reading
+    ///     let _ = rest.recv().await;
+    ///     taken
+    /// });
+    /// for n in 1..=3 {
+    ///     sink.send(n).unwrap();
+    /// }
+    /// first.send_blocking(()).unwrap();
+    /// let (taken, unsent) = sink.close_with_unsent();
+    /// assert_eq!((taken, unsent), (Some(1), vec![2, 3]));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`close`](Self::close).
+    #[track_caller]
+    pub fn close_with_unsent(mut self) -> (O, Vec<T>) {
         if let Some(e) = self.unstarted.take() {
             e.raise()
         }
+        self.exec.check();
+        self.closer.commit();
         self.items = None;
         match wait::block_on(self.done.recv(), None) {
-            Some(Ok(Ok(out))) => out,
-            Some(Ok(Err(payload))) => resume_unwind(payload),
+            Some(Ok((Ok(out), unsent))) => (out, unsent),
+            Some(Ok((Err(payload), unsent))) => {
+                (self.dispose)(&*self.exec, (None, unsent));
+                resume_unwind(payload)
+            }
             _ => Error::lost().raise(),
         }
     }
 }
 
+/// Bytes written into a sink of byte chunks: each `write` sends a copy of
+/// its buffer as one item (wrap the sink in a [`std::io::BufWriter`] to send
+/// fewer, bigger chunks). With [`SinkStream::results`] as a request body, a
+/// blocking program streams an upload that a `?` or a panic aborts instead
+/// of ending short ([the guide's recipe](crate::guide#an-upload-whose-body-blocking-code-writes)).
+impl<T: From<Vec<u8>>, O> io::Write for BlockingSink<T, O> {
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::BrokenPipe`] once the consumer has finished.
+    ///
+    /// # Blocking
+    ///
+    /// As [`send`](Self::send).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.send(T::from(buf.to_vec())) {
+            Ok(()) => Ok(buf.len()),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the sink's consumer has finished",
+            )),
+        }
+    }
+
+    /// Nothing to do: each `write` has handed its bytes over.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl<T, O> Drop for BlockingSink<T, O> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.cancel.try_send(());
+        // Decided before the items' channel closes (see `ending`).
+        self.closer.abort();
+        // What a consumer that finished on its own left is dropped where it
+        // ran.
+        self.done.close();
+        if let Ok((out, unsent)) = self.done.try_recv() {
+            (self.dispose)(&*self.exec, (out.ok(), unsent));
         }
     }
 }

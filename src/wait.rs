@@ -1,5 +1,6 @@
-//! The one way the bridge blocks a thread on a future: parked between polls,
-//! with an optional deadline, after a tokio worker hand-off.
+//! The one way the bridge blocks a thread on a future it does not run itself
+//! (a hop's answer, a channel of a stream, a writer or a sink): parked
+//! between polls, with an optional deadline, after a tokio worker hand-off.
 
 use std::cell::Cell;
 use std::future::Future;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_channel::{Receiver, Sender};
 use futures_lite::{future, AsyncWrite, AsyncWriteExt, FutureExt};
 
+use crate::ending::{self, Closer, Watch};
 use crate::error::Payload;
 use crate::local::{BlockOn, Exec};
 use crate::pool::lock;
@@ -31,30 +32,32 @@ const CHUNKS_AHEAD: usize = 8;
 ///   compressor's trailer) and returns the sink's last error.
 /// - **Errors are never lost**: an error of the sink fails the next `write`,
 ///   `flush` or `close` (every later one too), with the sink's error kind and
-///   message.
-/// - **Drop**: without `close`, the writer finishes in the background, as
-///   `BufWriter`'s drop does but without blocking the caller: what was
-///   written is written and the sink closed on its loop thread (an error then
-///   goes to `tracing`, with the `tracing` feature; call `close` to see it).
-///   A writer dropped while its thread unwinds from a panic is cancelled
-///   instead: bytes not yet written are discarded and the sink dropped
-///   without being closed, so that a consumer does not take half a body for a
-///   whole one.
+///   message; a panic of the sink (its destructor's too) resumes there.
+/// - **`close` commits, a drop aborts.** Only [`close`](Self::close) closes
+///   the sink. A writer dropped without `close`, by a `?` that returned early
+///   as much as by a panic, is aborted: bytes not yet written are discarded
+///   and the sink is dropped where it runs without being closed, at once,
+///   even in the middle of a write, so that its consumer never takes half a
+///   body for a whole one. What the consumer then sees depends on the sink
+///   (a compressor without its trailer, a body that ends with an error); a
+///   sink whose mere drop reads as a clean end on the other side (the write
+///   half of `tokio::io::duplex`) cannot carry an abort: for a request body,
+///   see [the guide's recipe](crate::guide#an-upload-whose-body-blocking-code-writes).
+#[must_use = "a writer's bytes reach its sink only through `close`; dropped, it aborts"]
 pub struct BlockingWriter {
+    exec: Arc<dyn Exec>,
     buf: Vec<u8>,
     /// `None` once closed.
     cmds: Option<Sender<Cmd>>,
     acks: Receiver<io::Result<()>>,
     shared: Arc<Shared>,
-    /// A message here cancels the sink (see the type's docs).
-    cancel: Sender<()>,
+    /// Commits in `close`; dropped uncommitted, aborts the sink.
+    closer: Closer,
 }
 
 /// What the writer and its loop thread share.
 struct Shared {
     failed: Mutex<Failed>,
-    /// The last bytes of a writer dropped without `close`.
-    last: Mutex<Vec<u8>>,
 }
 
 /// How the sink failed.
@@ -110,10 +113,9 @@ impl<R: Runtime> Bridge<R> {
     {
         let (cmds, cmds_rx) = async_channel::bounded(CHUNKS_AHEAD);
         let (acks_tx, acks) = async_channel::bounded(1);
-        let (cancel, cancelled) = async_channel::bounded::<()>(1);
+        let (closer, watch) = ending::ending();
         let shared = Arc::new(Shared {
             failed: Mutex::new(Failed::No),
-            last: Mutex::new(Vec::new()),
         });
         let sink = Sink {
             cmds: cmds_rx,
@@ -125,14 +127,11 @@ impl<R: Runtime> Bridge<R> {
             let shared = Arc::clone(&sink.shared);
             carry.run(|| {
                 let mut fut = std::pin::pin!(async move {
-                    // A cancel is a message; the channel closing is not one.
                     let stop = async {
-                        if cancelled.recv().await.is_err() {
-                            future::pending::<()>().await;
-                        }
+                        watch.aborted().await;
                         Ok(())
                     };
-                    let run = AssertUnwindSafe(sink.run(make)).catch_unwind();
+                    let run = AssertUnwindSafe(sink.run(make, &watch)).catch_unwind();
                     if let Err(payload) = future::or(stop, run).await {
                         // Recorded before `sink` (its answer channel) drops,
                         // so that a waiting call finds the panic.
@@ -155,11 +154,12 @@ impl<R: Runtime> Bridge<R> {
             *lock(&shared.failed) = Failed::Error(e.kind(), e.to_string());
         }
         BlockingWriter {
+            exec: self.pool().clone(),
             buf: Vec::new(),
             cmds: Some(cmds),
             acks,
             shared,
-            cancel,
+            closer,
         }
     }
 }
@@ -172,7 +172,7 @@ struct Sink {
 }
 
 impl Sink {
-    async fn run<M, W>(&self, make: M)
+    async fn run<M, W>(&self, make: M, watch: &Watch)
     where
         M: FnOnce() -> W,
         W: AsyncWrite,
@@ -181,19 +181,8 @@ impl Sink {
         let mut error: Option<io::Error> = None;
         loop {
             let Ok(cmd) = self.cmds.recv().await else {
-                // Dropped without `close`: finish in the background.
-                let last = std::mem::take(&mut *lock(&self.shared.last));
-                let closed = match error {
-                    Some(e) => Err(e),
-                    None => match writer.write_all(&last).await {
-                        Ok(()) => writer.close().await,
-                        Err(e) => Err(e),
-                    },
-                };
-                if let Err(_e) = closed {
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(error = %_e, "a BlockingWriter dropped without close failed to finish");
-                }
+                // Dropped without `close`: an abort, the writer dropped as
+                // it is.
                 return;
             };
             match cmd {
@@ -205,26 +194,41 @@ impl Sink {
                         }
                     }
                 }
-                Cmd::Flush | Cmd::Close => {
-                    let close = matches!(cmd, Cmd::Close);
+                Cmd::Flush => {
                     let done = match &error {
                         Some(e) => Err(same(e)),
-                        None if close => writer.close().await,
                         None => writer.flush().await,
                     };
-                    if let Err(e) = &done {
-                        if error.is_none() {
-                            self.fail(e);
-                            error = Some(same(e));
-                        }
+                    self.answer(done, &mut error).await;
+                }
+                Cmd::Close => {
+                    let done = match &error {
+                        Some(e) => Err(same(e)),
+                        // `close` committed before it sent this; the check
+                        // keeps any other way here from closing the sink.
+                        None if watch.committed() => writer.close().await,
+                        None => return,
+                    };
+                    // Its destructor's panic is part of the answer.
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(writer))) {
+                        *lock(&self.shared.failed) = Failed::Panic(Some(payload));
                     }
-                    let _ = self.acks.send(done).await;
-                    if close {
-                        return;
-                    }
+                    self.answer(done, &mut error).await;
+                    return;
                 }
             }
         }
+    }
+
+    /// Records a failed flush or close, then answers the waiting call.
+    async fn answer(&self, done: io::Result<()>, error: &mut Option<io::Error>) {
+        if let Err(e) = &done {
+            if error.is_none() {
+                self.fail(e);
+                *error = Some(same(e));
+            }
+        }
+        let _ = self.acks.send(done).await;
     }
 
     fn fail(&self, e: &io::Error) {
@@ -238,22 +242,30 @@ fn same(e: &io::Error) -> io::Error {
 }
 
 impl BlockingWriter {
-    /// Sends everything written, closes the sink, and returns its last error.
-    /// Later writes fail with [`io::ErrorKind::BrokenPipe`]; closing again
-    /// returns the sink's error again, or `Ok`.
+    /// Commits: sends everything written, closes the sink (flushing it
+    /// first), drops it, and returns its first error. Later writes fail with
+    /// [`io::ErrorKind::BrokenPipe`]; closing again returns the sink's error
+    /// again, or `Ok`.
     ///
     /// # Errors
     ///
     /// The first error the sink returned (for a write, its flush or its
-    /// close), or the error of starting the writer.
+    /// close), or the error of starting the writer. A sink that failed
+    /// earlier is not closed.
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of the sink, its destructor's included, with its
+    /// payload.
     ///
     /// # Blocking
     ///
-    /// Until the sink has taken every byte and closed.
+    /// Until the sink has taken every byte, closed and been dropped.
     pub fn close(&mut self) -> io::Result<()> {
         if self.cmds.is_none() {
             return self.failure();
         }
+        self.closer.commit();
         let done = self.command(Cmd::Close);
         self.cmds = None;
         done
@@ -302,6 +314,7 @@ impl BlockingWriter {
         let Some(cmds) = &self.cmds else {
             return self.check();
         };
+        self.exec.check();
         match wait::block_on(cmds.send(cmd), None) {
             Some(Ok(())) => Ok(()),
             _ => self.check().and(Err(gone())),
@@ -314,7 +327,8 @@ impl BlockingWriter {
         self.send_buf()?;
         self.send(cmd)?;
         match wait::block_on(self.acks.recv(), None) {
-            Some(Ok(done)) => done,
+            // A panic recorded with the answer resumes first.
+            Some(Ok(done)) => self.failure().and(done),
             _ => self.check().and(Err(gone())),
         }
     }
@@ -352,15 +366,9 @@ impl Write for BlockingWriter {
 }
 
 impl Drop for BlockingWriter {
+    /// Aborts, unless closed: see the type's docs.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Cancel: the sink is dropped without another write or a close.
-            let _ = self.cancel.try_send(());
-            return;
-        }
-        // The loop thread writes these once the chunks before them are done,
-        // then closes the sink: nothing here waits for it.
-        *lock(&self.shared.last) = std::mem::take(&mut self.buf);
+        self.closer.abort();
     }
 }
 

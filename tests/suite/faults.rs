@@ -499,20 +499,19 @@ fn a_stack_size_the_system_refuses_fails_only_the_calls_that_need_a_thread<R: Te
             bad.iter_direct(|| ticks::<R>(2)).collect::<Vec<_>>(),
             [0, 1]
         );
-        let inner = bad.clone();
-        assert_eq!(bad.run(move || async move { inner.run(|| async { 2 }) }), 2);
+        // A deadline is a timer, not a loop thread.
+        let got = bad.iter_direct(|| stream::iter([5])).next_timeout(LONG);
+        assert_eq!(got.unwrap(), Some(5));
 
-        // A hop needs one: an error, quickly, every time.
+        // A hop needs one: an error, quickly, every time. Nested calls hop.
         let err = bad.run_timeout(LONG, || async { 3 }).unwrap_err();
         assert_spawn_error(err);
         let inner = bad.clone();
+        let nested = bad.run(move || async move { inner.try_run(|| async { 2 }) });
+        assert_spawn_error(nested.unwrap_err());
+        let inner = bad.clone();
         let nested = bad.run(move || async move { inner.run_timeout(LONG, || async { 4 }) });
         assert_spawn_error(nested.unwrap_err());
-        let err = bad
-            .iter_direct(|| stream::iter([5]))
-            .next_timeout(LONG)
-            .unwrap_err();
-        assert_spawn_error(err);
         let mut it = bad.iter(|| stream::iter([6]));
         let panic = text(&*caught(|| it.next()));
         assert!(
@@ -565,9 +564,9 @@ fn a_spawn_loop_hook_that_fails_is_a_spawn_error_and_is_rolled_back<R: TestRunti
                 format!("failed to start a loop thread: {cause}")
             );
             assert_spawn_error(err);
+            let inner = bridge.clone();
             let err = bridge
-                .iter_direct(|| stream::iter([2]))
-                .next_timeout(LONG)
+                .run(move || async move { inner.try_run(|| async { 2 }) })
                 .unwrap_err();
             assert!(err.is_spawn(), "{err:?}");
             let panic = text(&*caught(|| bridge.iter(|| stream::iter([3])).next()));
@@ -910,28 +909,6 @@ mod tokio_sites {
     }
 
     #[test]
-    fn the_local_set_panic_points_at_the_callers_line() {
-        watchdog(LIMIT, || {
-            let bridge = Bridge::new(Pollster);
-            let rt = multi_thread();
-            let from = line!();
-            let site = panic_site("cannot block inside a tokio `LocalSet` task", move || {
-                let local = tokio::task::LocalSet::new();
-                rt.block_on(local.run_until(async move {
-                    join(
-                        tokio::task::spawn_local(
-                            async move { bridge.run(|| thread_sleep(ms(10))) },
-                        )
-                        .await,
-                    )
-                }))
-            });
-            let to = line!();
-            assert_site(&site, from, to);
-        });
-    }
-
-    #[test]
     fn the_own_task_panic_points_at_the_callers_line() {
         watchdog(LIMIT, || {
             let bridge = Bridge::new(Tokio::new());
@@ -950,19 +927,28 @@ mod tokio_sites {
         });
     }
 
-    /// Documented: inside a `LocalSet` task on a multi_thread runtime tokio
-    /// cannot hand the thread off; the call panics instead of hanging.
+    /// A `LocalSet` driven by a multi_thread runtime's `block_on` runs its
+    /// tasks on that thread, which is no worker: a call there hops, as from
+    /// a current_thread runtime, and answers.
     #[test]
-    #[should_panic(
-        expected = "executor-bridge: cannot block inside a tokio `LocalSet` task on a multi_thread runtime"
-    )]
-    fn run_in_a_local_set_task_on_a_multi_thread_runtime_panics() {
-        let bridge = Bridge::new(Pollster);
-        let rt = multi_thread();
-        let local = tokio::task::LocalSet::new();
-        rt.block_on(local.run_until(async move {
-            join(tokio::task::spawn_local(async move { bridge.run(|| thread_sleep(ms(10))) }).await)
-        }));
+    fn run_in_a_local_set_task_on_a_multi_thread_runtime_hops() {
+        watchdog(LIMIT, || {
+            let bridge = Bridge::new(Pollster);
+            let rt = multi_thread();
+            let local = tokio::task::LocalSet::new();
+            let out = rt.block_on(local.run_until(async move {
+                join(
+                    tokio::task::spawn_local(async move {
+                        bridge.run(|| async {
+                            thread_sleep(ms(10)).await;
+                            7
+                        })
+                    })
+                    .await,
+                )
+            }));
+            assert_eq!(out, 7);
+        });
     }
 }
 

@@ -10,6 +10,8 @@ mod io;
 mod pool;
 mod read;
 mod realworld;
+#[cfg(all(feature = "tokio", feature = "smol", feature = "async-std"))]
+mod regressions;
 mod run;
 mod seed;
 mod smoke;
