@@ -31,7 +31,7 @@ use crate::{Error, Runtime};
 ///   about a millisecond of going idle).
 /// - [`Tokio::from_runtime`] takes a runtime you built: a current_thread one
 ///   is driven by the callers as above; a multi_thread one by its own
-///   workers (callers park, workers wake them: two thread wake-ups per IO
+///   workers (callers sleep, workers wake them: two thread wake-ups per IO
 ///   event, but tasks never run on a caller's thread).
 /// - [`Tokio::from_handle`] / [`Tokio::current`] use an application's
 ///   existing multi_thread runtime, driven by its workers.
@@ -61,10 +61,11 @@ use crate::{Error, Runtime};
 /// in a call (or on the driver thread): a task that blocks its thread delays
 /// the calls waiting meanwhile, as on any current_thread runtime. A task of
 /// such a runtime must not call its bridge synchronously: it runs inside the
-/// very thread that would have to drive the call (see `# Panics` of
-/// [`Runtime::enter`] below). `block_in_place` panics in its tasks, as on any
-/// current_thread runtime. For CPU-heavy or blocking tasks, give
-/// [`Tokio::from_runtime`] a multi_thread runtime.
+/// very thread that would have to drive the call, and every blocking entry
+/// point panics there (see `# Panics` of [`Runtime::enter`] below).
+/// `block_in_place` panics in its tasks, as on any current_thread runtime
+/// (in a bridged future it works, as from a plain thread). For CPU-heavy or
+/// blocking tasks, give [`Tokio::from_runtime`] a multi_thread runtime.
 #[derive(Clone)]
 pub struct Tokio {
     inner: Arc<Inner>,

@@ -17,12 +17,14 @@ use crate::{wait, Error, Runtime};
 /// Runs async code from blocking code, correctly from any calling context.
 ///
 /// A `Bridge` owns a [`Runtime`] and a pool of loop threads. Each call looks
-/// at the calling thread and picks the cheapest way that cannot deadlock: the
-/// future runs on the caller's thread where that is safe, and on a loop
-/// thread otherwise ([the table](crate::guide#how-each-calling-context-is-served)).
-/// Where it ran never changes what the caller sees: the same output, the same
-/// panic payload, the same timeout behaviour. Only the factory closure and
-/// the output cross threads, so the future itself may be `!Send`.
+/// at the calling thread: the future runs on the caller's thread where
+/// nothing of the caller's own runtime can leak into it (a plain thread, a
+/// tokio worker after a hand-off), and on a loop thread otherwise
+/// ([the table](crate#how-each-calling-context-is-served)). Where it ran
+/// never changes what the caller sees: the same output, the same panic
+/// payload, the same timeout behaviour. Only the factory closure and the
+/// output cross threads, so the future itself may be `!Send`; every value of
+/// the caller's that the bridge drops is dropped in its runtime's context.
 ///
 /// `Bridge` is cheap to clone; clones share the runtime and the pool. The
 /// pool starts no thread until a call needs one; idle threads exit after the
@@ -287,9 +289,12 @@ impl<R: Runtime> Bridge<R> {
     ///   "executor-bridge: the runtime failed: ..." if the call needed a thread
     ///   or a runtime that could not be started; [`try_run`](Bridge::try_run)
     ///   returns these as an [`Error`].
-    /// - "executor-bridge: cannot block inside a tokio `LocalSet` task on a
-    ///   multi_thread runtime ..." where tokio cannot hand the thread off.
-    /// - The [`Tokio`](crate::Tokio) adapter's own misuse panics, listed there.
+    /// - The runtime's refusals of the calling context: a task of a bridge's
+    ///   own caller-driven [`Tokio`](crate::Tokio) runtime, a task on a
+    ///   [`SmolExecutor`](crate::SmolExecutor)'s own thread (messages starting
+    ///   "executor-bridge:", listed on the adapters). Every blocking entry
+    ///   point of the bridge, its iterators, writers and sinks refuses the
+    ///   same contexts.
     ///
     /// # Blocking
     ///
@@ -340,8 +345,8 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// # Panics
     ///
-    /// Only the misuse panics of [`run`](Bridge::run) (a `LocalSet` task, the
-    /// adapter's own), which are not the future's.
+    /// Only the refusals of the calling context listed on
+    /// [`run`](Bridge::run), which are not the future's panics.
     ///
     /// # Blocking
     ///
@@ -372,7 +377,9 @@ impl<R: Runtime> Bridge<R> {
     /// watch the clock. When the deadline passes, the future is dropped on its
     /// loop thread at its next `.await` point, and `run_timeout` returns once
     /// its destructor has run. A call still waiting in the queue (see
-    /// [`Builder::max_threads`]) is taken out of it and its factory dropped.
+    /// [`Builder::max_threads`]) is taken out of it and its factory dropped,
+    /// in the runtime's context. An output made after the caller gave up is
+    /// dropped on the loop thread, in the runtime's context.
     ///
     /// # Examples
     ///
@@ -411,19 +418,22 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// [`is_timeout`](Error::is_timeout) if the deadline passed; otherwise as
     /// [`try_run`](Bridge::try_run). A panic raised by the future's destructor
-    /// while it is being cancelled is reported as a panic. An output that was
-    /// ready when the deadline passed is returned, not dropped.
+    /// while it is being cancelled is reported as a panic, however long the
+    /// panic hook takes. An output that was ready when the deadline passed is
+    /// returned, not dropped.
     ///
     /// # Caveats
     ///
-    /// A future that blocks its thread (a synchronous sleep, a busy loop)
-    /// cannot be dropped until it yields: `run_timeout` then returns
-    /// [`is_timeout`](Error::is_timeout) at most 20 ms after the deadline (40
-    /// ms for a destructor that blocks; later only if the machine is so
-    /// loaded that the caller is not scheduled meanwhile), and the future is
-    /// dropped on its loop thread when
-    /// it next yields, the thread counted busy until then. Costs one hop (a
-    /// few microseconds) even where `run` would run on the caller's thread.
+    /// A future that blocks its thread in a poll (a synchronous sleep, a busy
+    /// loop) cannot be dropped until it yields: `run_timeout` then returns
+    /// [`is_timeout`](Error::is_timeout) at most 20 ms after the deadline
+    /// (later only if the machine is so loaded that the caller is not
+    /// scheduled meanwhile), and the future is dropped on its loop thread
+    /// when it next yields, the thread counted busy until then. A destructor
+    /// that has started is waited for: one that blocks delays the return by
+    /// as long. Costs one hop (a few microseconds) even where `run` would run
+    /// on the caller's thread; the future does not see the caller's
+    /// thread-locals (tokio's `task_local!` values included).
     #[track_caller]
     pub fn run_timeout<M, F>(&self, timeout: Duration, make: M) -> Result<F::Output, Error>
     where

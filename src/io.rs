@@ -27,7 +27,10 @@ use crate::{Bridge, Error, Runtime};
 /// runtime, from any calling context, tokio's runtimes included.
 ///
 /// A panic of the object resumes in the call that hit it; the object is
-/// dropped then, and later calls fail with [`io::ErrorKind::Other`].
+/// dropped then, and later calls fail with [`io::ErrorKind::Other`]. A call
+/// that needs a loop thread where none can start fails, and keeps the
+/// object. Dropped, the object is dropped where its calls run, in its
+/// runtime's context.
 pub struct BlockingIo<T> {
     exec: Arc<dyn Exec>,
     /// `None` once a panic dropped it.

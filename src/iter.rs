@@ -27,7 +27,8 @@ use crate::{wait, Bridge, Carry, Error, Runtime};
 ///   item is taken from its source that the consumer did not ask for, unless
 ///   a capacity says so.
 /// - **Cancelled on drop**: the stream is dropped promptly, even while it is
-///   waiting, where it runs.
+///   waiting, where it runs, in its runtime's context; so are the items
+///   read ahead and not returned.
 /// - **Nothing lost silently**: `next` returns `None` only when the stream
 ///   ended; a panic of the stream resumes in `next` with its payload, and a
 ///   stream whose loop thread went away panics there with
@@ -69,12 +70,12 @@ struct Direct<T> {
     /// `None` while away on a loop thread.
     stream: Option<BoxStream<T>>,
     away: Option<Away<dyn Stream<Item = T> + Send, Option<T>>>,
-    dispose: Dispose<BoxStream<T>>,
+    dispose: Disposer<BoxStream<T>>,
 }
 
 /// Drops a user's value where the bridge would run it ([`Exec::dispose`]);
 /// made where the value's type is known to be `'static`.
-type Dispose<V> = fn(&dyn Exec, V);
+type Disposer<V> = fn(&dyn Exec, V);
 
 fn dispose<V: Send + 'static>(exec: &dyn Exec, value: V) {
     exec.dispose(Box::new(value));
@@ -98,7 +99,7 @@ struct Pipe<T> {
     /// Tokens sent and not yet answered with an item.
     asked: usize,
     read_ahead: usize,
-    dispose: Dispose<Vec<T>>,
+    dispose: Disposer<Vec<T>>,
 }
 
 impl<R: Runtime> Bridge<R> {

@@ -15,18 +15,22 @@ use std::thread::{Builder, JoinHandle};
 /// The provided methods are hooks that make calls cheaper or safer:
 /// - [`start`](Runtime::start) starts background machinery lazily and reports
 ///   a failure as a value;
-/// - [`enter`](Runtime::enter) says that futures can be polled outside
-///   `block_on` and still make progress, which lets the bridge poll a future
-///   on the caller's thread where `block_on` is not allowed, instead of
-///   moving it to a loop thread;
+/// - [`enter`](Runtime::enter) sets the runtime's context on the caller's
+///   thread without running its loop: the bridge polls a call's future once
+///   there before blocking (a ready future costs one poll), drops values in
+///   that context, and lets the runtime refuse a calling context it cannot
+///   serve (by panicking);
 /// - [`blocking_allowed`](Runtime::blocking_allowed) says whether `block_on`
 ///   may be called on the current thread (an executor that cannot nest says
 ///   no inside itself);
 /// - [`spawn_loop`](Runtime::spawn_loop) starts a fresh named OS thread that
 ///   will run this runtime's loop.
 ///
-/// [How each calling context is served](crate::guide#how-each-calling-context-is-served)
-/// says where each hook is used.
+/// A future of a runtime of yours runs on the caller's thread only on a
+/// thread that runs no tokio runtime (where `blocking_allowed` holds), and
+/// on a loop thread everywhere else, a tokio worker included (only the
+/// [`Tokio`](crate::Tokio) adapter's context replaces a worker's own); see
+/// [the table](crate#how-each-calling-context-is-served).
 ///
 /// # Examples
 ///
@@ -87,18 +91,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// without running its loop, and returns `Some` of its result; or returns
     /// `None` without calling `f`.
     ///
-    /// `Some` promises two things: a future polled inside `f` can register
-    /// its interest with the runtime (tokio's `Handle::enter`; smol's and
-    /// async-std's reactors are global), and the runtime then wakes it
-    /// without anyone calling [`block_on`](Runtime::block_on) on this thread
-    /// (tokio's workers or driver thread, async-io's reactor thread). The
-    /// bridge uses it to poll a future once before blocking (a ready future
-    /// costs one poll), and to wait for a future on the caller's thread where
-    /// `block_on` may not run there (inside a tokio runtime, in a nested
-    /// call).
+    /// `Some` promises that a future polled inside `f` can register its
+    /// interest with the runtime (tokio's `Handle::enter`; smol's and
+    /// async-std's reactors are global), and that a value dropped inside `f`
+    /// finds the runtime it needs. The bridge uses it on the caller's thread,
+    /// where the call runs in place: to poll the future once before blocking
+    /// (a ready future costs one poll), and to drop the caller's values
+    /// there. It also calls it, with an `f` that does nothing, before every
+    /// blocking wait: a runtime that cannot serve the calling context panics
+    /// there, with a message saying why, instead of letting the caller hang.
     ///
-    /// The default returns `None`: every poll then happens inside `block_on`,
-    /// on the caller's thread or on a loop thread, which is always correct.
+    /// The default returns `None`: every poll and drop then happens inside
+    /// [`block_on`](Runtime::block_on), which is always correct.
     ///
     /// It carries `#[track_caller]`: a panic here (a misuse it detects)
     /// points at the line that called the bridge.
