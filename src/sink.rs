@@ -67,6 +67,15 @@ pub struct SinkStream<T> {
     watch: Watch,
 }
 
+impl<T> Drop for SinkStream<T> {
+    /// Later sends fail and give their item back, as they would with the
+    /// channel's only receiver gone (the bridge keeps another, to take back
+    /// what is left unread).
+    fn drop(&mut self) {
+        self.items.close();
+    }
+}
+
 impl<T> Stream for SinkStream<T> {
     type Item = T;
 
