@@ -4,7 +4,9 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::io::Read;
 use std::pin::Pin;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -360,4 +362,66 @@ pub fn join<T>(joined: Result<T, tokio::task::JoinError>) -> T {
         Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
+}
+
+// ===== Child processes, for what can abort the process =====
+
+/// The variable that tells a child process which scenario it runs.
+const SCENARIO: &str = "EXECUTOR_BRIDGE_TEST_SCENARIO";
+
+/// The scenario this process was started for by [`child`], if it is a child.
+pub fn scenario() -> Option<String> {
+    std::env::var(SCENARIO).ok()
+}
+
+/// Runs the test `test` (its full libtest name) of this binary alone in a
+/// child process, with `scenario` selected, and returns what it printed.
+/// Fails if the child fails, aborts, or runs longer than [`LIMIT`] (then it
+/// is killed), or ran no test.
+pub fn child(test: &str, scenario: &str) -> String {
+    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(SCENARIO, scenario)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let finished = eventually(Duration::from_secs(LIMIT), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !finished {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait for the child");
+    let (out, err) = (out.join().expect("stdout"), err.join().expect("stderr"));
+    assert!(
+        finished,
+        "{test} ({scenario}) hung; stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        status.success() && out.contains("1 passed"),
+        "{test} ({scenario}) failed: {status}; stdout:\n{out}\nstderr:\n{err}"
+    );
+    out
+}
+
+/// Runs `f` under the watchdog in a child process: the test `test` (its
+/// full libtest name, the one calling this) run again alone, where this call
+/// runs `f`. Fails if the child fails, aborts or hangs.
+pub fn in_child(test: &str, f: impl FnOnce() + Send + 'static) {
+    if scenario().as_deref() == Some(test) {
+        watchdog(LIMIT, f);
+        return;
+    }
+    child(test, test);
 }

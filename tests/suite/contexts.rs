@@ -859,41 +859,9 @@ fn calls_at_thread_exit<R: TestRuntime>() {
     }
 }
 
-/// Runs `f` in a child process (this test binary, running only the test
-/// `name`), so that an abort (a panic in a thread-local's destructor) fails
-/// this test instead of killing the suite.
-fn in_child(name: &str, f: impl FnOnce() + Send + 'static) {
-    const CHILD: &str = "EXECUTOR_BRIDGE_SUITE_CHILD";
-    if std::env::var(CHILD).as_deref() == Ok(name) {
-        watchdog(LIMIT, f);
-        return;
-    }
-    let mut child = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let finished = eventually(Duration::from_secs(LIMIT), || {
-        matches!(child.try_wait(), Ok(Some(_)))
-    });
-    if !finished {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("the child's output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(finished, "the child hung\n{stdout}\n{stderr}");
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the child failed: {:?}\n{stdout}\n{stderr}",
-        output.status
-    );
-}
-
 mod at_thread_exit {
-    use super::{calls_at_thread_exit, in_child};
+    use super::calls_at_thread_exit;
+    use crate::common::in_child;
 
     #[test]
     fn pollster() {

@@ -10,10 +10,9 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::error::Error as _;
 use std::future::{Future, Ready};
-use std::io::{self, Read};
+use std::io;
 use std::panic::{self, catch_unwind, panic_any, AssertUnwindSafe};
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::thread;
@@ -956,66 +955,12 @@ mod tokio_sites {
 // A thread-local whose destructor calls the bridge.
 // ---------------------------------------------------------------------------
 
-/// The variable that selects a child process's scenario.
-const SCENARIO: &str = "EXECUTOR_BRIDGE_TEST_SCENARIO";
-
-/// The scenario this process was started for, if it is a child.
-pub(crate) fn scenario() -> Option<String> {
-    std::env::var(SCENARIO).ok()
-}
-
 /// The name libtest gives test `test` of this module.
 fn test_name(test: &str) -> String {
     let module = module_path!()
         .split_once("::")
         .map_or(module_path!(), |(_, m)| m);
     format!("{module}::{test}")
-}
-
-/// Runs test `test` (its full libtest name) of this binary alone in a child
-/// process, with `scenario` selected, and returns what it printed. Fails if
-/// the child fails, aborts, or runs longer than the limit (then it is
-/// killed).
-pub(crate) fn in_child(test: &str, scenario: &str) -> String {
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut child = Command::new(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(SCENARIO, scenario)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(LIMIT);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(ms(10));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    match status {
-        None => panic!("scenario {scenario:?} of {test} hung; stdout:\n{out}\nstderr:\n{err}"),
-        Some(status) => assert!(
-            status.success(),
-            "scenario {scenario:?} of {test} failed: {status}; stdout:\n{out}\nstderr:\n{err}"
-        ),
-    }
-    out
 }
 
 /// Calls its closure when dropped.
@@ -1086,14 +1031,14 @@ fn thread_local_scenario<R: TestRuntime>(before: bool) -> String {
 }
 
 fn thread_local_destructor_calls_the_bridge<R: TestRuntime>(test: &str) {
-    if let Some(when) = scenario() {
+    if let Some(when) = crate::common::scenario() {
         // In the child: run the scenario, report.
         let got = thread_local_scenario::<R>(when == "before");
         println!("scenario {} {when}: {got}", R::NAME);
         return;
     }
     for when in ["before", "after"] {
-        let out = in_child(&test_name(test), when);
+        let out = crate::common::child(&test_name(test), when);
         let want = format!(
             "scenario {} {when}: run=7 run_timeout=Ok(8) iter_direct=[0, 1]",
             R::NAME

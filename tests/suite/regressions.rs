@@ -12,12 +12,11 @@
 use std::io::{self, BufRead, Read, Write};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use executor_bridge::{
     AsyncStd, BlockingSink, Bridge, Pollster, Runtime, SinkStream, Smol, SmolExecutor, Tokio,
@@ -209,59 +208,13 @@ macro_rules! child_tests {
     };
 }
 
-/// Runs `f` (under the watchdog) in a child process: this test binary,
-/// running only the test `name` of this module, as `contexts::in_child`
-/// does. Fails if the child fails, aborts or hangs.
+/// Runs `f` under the watchdog in a child process (see
+/// [`common::in_child`]): `name` is the test's name within this module.
 fn in_child(name: &str, f: impl FnOnce() + Send + 'static) {
-    const CHILD: &str = "EXECUTOR_BRIDGE_REGRESSION_CHILD";
     let module = module_path!()
         .split_once("::")
         .map_or(module_path!(), |(_, m)| m);
-    let test = format!("{module}::{name}");
-    if std::env::var(CHILD).as_deref() == Ok(test.as_str()) {
-        watched(f);
-        return;
-    }
-    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, &test)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let (out, err) = (
-        drain(Box::new(child.stdout.take().expect("stdout"))),
-        drain(Box::new(child.stderr.take().expect("stderr"))),
-    );
-    // The child's own watchdog ends a hang first; this is the backstop.
-    let deadline = Instant::now() + Duration::from_secs(HANG + 20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(ms(10));
-    };
-    let (out, err) = (out.join().expect("stdout"), err.join().expect("stderr"));
-    match status {
-        None => panic!("the child hung\n{out}\n{err}"),
-        Some(status) => assert!(
-            status.success() && out.contains("1 passed"),
-            "the child failed: {status}\n{out}\n{err}"
-        ),
-    }
+    crate::common::in_child(&format!("{module}::{name}"), f);
 }
 
 // ===== 1. Tokio futures and `yield_now` inside a current_thread runtime =====

@@ -17,11 +17,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+use crate::common::{child, scenario};
 use crate::common::{
     current_thread, eventually, is_set, join, multi_thread, threads_named, watchdog, Ctx, DropFlag,
     LIMIT,
 };
-use crate::faults::{in_child, scenario};
 use crate::pool::{alive, assert_all_gone, ms, this_thread, LONG};
 
 fn bridge(name: &str) -> Bridge<Tokio> {
@@ -911,7 +911,7 @@ fn many_bridges(test: &str, from_worker: bool) {
         println!("scenario many: {got}");
         return;
     }
-    let out = in_child(&format!("tokio_adapter::{test}"), "many");
+    let out = child(&format!("tokio_adapter::{test}"), "many");
     assert!(
         out.contains("scenario many: base=0 back=true peak_in_a_row_ok=true most_ok=true"),
         "threads left behind or piled up; the child printed:\n{out}"
