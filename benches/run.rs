@@ -17,9 +17,9 @@
 //! - `tokio_worker/{..}`: calls from a task on a tokio multi_thread worker
 //!   (hand-off) vs `block_in_place(|| handle.block_on(f))` and the actor;
 //! - `current_thread/{..}`: calls from inside a tokio current_thread runtime
-//!   (the future polled on the caller's thread, the runtime's own threads
-//!   driving it) vs the actor and `futures_lite::future::block_on` (which is
-//!   only possible for a future that needs no runtime);
+//!   (the future runs on a loop thread of the bridge, the caller asleep) vs
+//!   the actor and `futures_lite::future::block_on` (which is only possible
+//!   for a future that needs no runtime);
 //! - `scaling_plain_{1,2,8,32}` and `scaling_in_current_thread_{1,2,8,32}`:
 //!   N callers on one shared bridge (ready future), wall time per call
 //!   (aggregate).
