@@ -123,7 +123,7 @@ impl Runtime for SmolExecutor {
     /// on the adapter's own thread: see [`SmolExecutor`]'s docs.
     #[track_caller]
     fn enter<T>(&self, _f: impl FnOnce() -> T) -> Option<T> {
-        if self.on_own_thread() {
+        if self.on_own_thread() && !crate::context::dropping() {
             crate::context::misuse(format_args!(
                 "executor-bridge: a task of `SmolExecutor`'s executor, running on the adapter's \
                  own thread, called the bridge synchronously: that thread runs the executor's \

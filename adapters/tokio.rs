@@ -346,7 +346,7 @@ impl Runtime for Tokio {
             Running::Callers(handle, callers, _) => (handle, callers),
         };
         let _entered = handle.enter();
-        if DRIVING.get() == Some(callers.id) {
+        if DRIVING.get() == Some(callers.id) && !crate::context::dropping() {
             crate::context::misuse(format_args!(
                 "executor-bridge: a task of a caller-driven Tokio runtime called its bridge, \
                  which needs that runtime while the calling thread, which drives it, is \

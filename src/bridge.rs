@@ -179,9 +179,11 @@ impl<R: Runtime> Builder<R> {
     /// thread never takes a queued call beyond it.
     ///
     /// A live [`BlockingIter`](crate::BlockingIter) made by
-    /// [`iter`](Bridge::iter), a [`reader`](Bridge::reader) and a
-    /// [`writer`](Bridge::writer) each hold a loop thread until they end or
-    /// are dropped, and count here.
+    /// [`iter`](Bridge::iter), a [`reader`](Bridge::reader), a
+    /// [`writer`](Bridge::writer) and a [`sink`](Bridge::sink) each hold a
+    /// loop thread until they end or are dropped, and count here; one that
+    /// waits in the queue and is dropped is taken out of it, its factory
+    /// never called.
     ///
     /// # Panics
     ///
@@ -536,10 +538,11 @@ const BLOCKED_GRACE: Duration = Duration::from_millis(20);
 /// After a deadline: waits for the cancelled call's answer. While the
 /// future is parked its drop is prompt; once its destructor has started,
 /// its outcome is awaited, however long it takes (a panic there is the
-/// call's answer); a future found inside a poll for a whole
-/// [`BLOCKED_GRACE`] blocks its thread, and the caller gives up on it.
+/// call's answer); a future found inside a poll at the deadline and still
+/// there a [`BLOCKED_GRACE`] later blocks its thread, and the caller gives
+/// up on it.
 fn wait_cancelled<T>(answer: &mut oneshot::AsyncReceiver<T>, state: &AtomicU8) -> Option<T> {
-    let mut was_polling = false;
+    let mut was_polling = state.load(Ordering::Acquire) == POLLING;
     loop {
         let until = match state.load(Ordering::Acquire) {
             DROPPING => None,

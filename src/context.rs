@@ -57,6 +57,9 @@ thread_local! {
     /// Set by a misuse panic ([`misuse`]), which `try_run` lets unwind
     /// instead of returning it as the future's panic.
     static MISUSED: Cell<bool> = const { Cell::new(false) };
+    /// Set while [`drop_in`] drops a user's value: a drop blocks nothing, so
+    /// a runtime's `enter` does not refuse the context then.
+    static DROPPING: Cell<bool> = const { Cell::new(false) };
 }
 
 const UNMARKED: u8 = 0;
@@ -275,7 +278,8 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if this.fut.is_some() {
-                drop_in(*this.rt, || this.fut.set(None));
+                // Run in place: this thread may block, and gives the context.
+                drop_in(*this.rt, true, &mut Some(|| this.fut.set(None)));
             }
         }
     }
@@ -300,14 +304,29 @@ impl<R: Runtime, F: Future> Future for InContext<'_, R, F> {
     }
 }
 
-/// Runs `drop`, which drops a user's value, under `rt`'s context (its
-/// `block_on` for a runtime that has no other). During an unwind, a panic
-/// of the destructor is swallowed: a second panic would abort the process.
-pub(crate) fn drop_in<R: Runtime>(rt: &R, drop: impl FnOnce()) {
-    let run = || {
-        let mut drop = Some(drop);
-        if rt.enter(|| (drop.take().expect("once"))()).is_none() {
-            if let Some(drop) = drop {
+/// Runs `drop`, which drops a user's value, on this thread under `rt`'s
+/// context: inside its `enter`, or, for a runtime without one and where
+/// `may_block` (the thread may run `block_on`), inside its `block_on`. Takes
+/// `drop` out of its option if it ran; leaves it there if this thread
+/// cannot give it the runtime's context. During an unwind, a panic of the
+/// destructor is swallowed: a second panic would abort the process.
+pub(crate) fn drop_in<R: Runtime, D: FnOnce()>(rt: &R, may_block: bool, drop: &mut Option<D>) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = DROPPING.try_with(|d| d.set(false));
+        }
+    }
+    let mut run = || {
+        let _reset = Reset;
+        let _ = DROPPING.try_with(|d| d.set(true));
+        let entered = rt.enter(|| {
+            if let Some(drop) = drop.take() {
+                drop();
+            }
+        });
+        if entered.is_none() && may_block {
+            if let Some(drop) = drop.take() {
                 rt.block_on(async move { drop() });
             }
         }
@@ -317,6 +336,12 @@ pub(crate) fn drop_in<R: Runtime>(rt: &R, drop: impl FnOnce()) {
     } else {
         run();
     }
+}
+
+/// Whether this thread is dropping a user's value for the bridge (see
+/// [`drop_in`]): a runtime's `enter` must not refuse the context then.
+pub(crate) fn dropping() -> bool {
+    DROPPING.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Marks the current thread as polling a bridged future until dropped.

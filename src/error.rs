@@ -50,6 +50,8 @@ enum Repr {
     Thread(io::Error),
     Runtime(io::Error),
     Lost,
+    /// A failure an earlier call reported, told again.
+    Earlier(String),
 }
 
 impl Error {
@@ -83,6 +85,12 @@ impl Error {
 
     pub(crate) fn lost() -> Self {
         Error { repr: Repr::Lost }
+    }
+
+    pub(crate) fn failed_earlier(why: &str) -> Self {
+        Error {
+            repr: Repr::Earlier(why.to_owned()),
+        }
     }
 
     /// Whether the future (or its factory, or its destructor) panicked.
@@ -176,6 +184,7 @@ impl fmt::Display for Error {
             Repr::Thread(e) => write!(f, "failed to start a loop thread: {e}"),
             Repr::Runtime(e) => write!(f, "the runtime failed: {e}"),
             Repr::Lost => f.write_str("the loop thread went away without an answer"),
+            Repr::Earlier(why) => write!(f, "failed in an earlier call: {why}"),
         }
     }
 }
@@ -190,6 +199,7 @@ impl fmt::Debug for Error {
             Repr::Thread(e) => f.debug_tuple("Spawn").field(e).finish(),
             Repr::Runtime(e) => f.debug_tuple("Runtime").field(e).finish(),
             Repr::Lost => f.write_str("Lost"),
+            Repr::Earlier(why) => f.debug_tuple("Earlier").field(why).finish(),
         }
     }
 }

@@ -14,6 +14,7 @@ use futures_lite::{future, FutureExt, Stream, StreamExt};
 use crate::context::{self, Placement};
 use crate::error::Payload;
 use crate::local::{self, Away, Exec};
+use crate::pool::Ticket;
 use crate::{wait, Bridge, Carry, Error, Runtime};
 
 /// A blocking [`Iterator`] over an async stream. Made by
@@ -33,7 +34,11 @@ use crate::{wait, Bridge, Carry, Error, Runtime};
 ///   ended; a panic of the stream resumes in `next` with its payload, and a
 ///   stream whose loop thread went away panics there with
 ///   "executor-bridge: the loop thread went away without an answer".
-/// - **Fused**: after `None` (or a panic), `next` returns `None` for good.
+/// - **Fused**: after `None`, `next` returns `None` for good. After a panic
+///   or a failure, every later call fails too (`next` panics with
+///   "executor-bridge: failed in an earlier call: ...", `next_timeout`
+///   returns that error), so that a broken stream is never taken for one
+///   that ended.
 ///
 /// # Examples
 ///
@@ -58,6 +63,9 @@ enum Inner<T> {
     Pipe(Pipe<T>),
     /// Could not start: `next` reports it.
     Failed(Error),
+    /// Failed (the stream panicked, could not start, or its loop thread went
+    /// away): every later call fails again, with this message.
+    Broken(String),
     Done,
 }
 
@@ -92,6 +100,9 @@ enum Msg<T> {
 /// The consumer's end of a stream running on a loop thread.
 struct Pipe<T> {
     exec: Arc<dyn Exec>,
+    /// The stream's work: still queued when the consumer leaves, it is taken
+    /// back.
+    ticket: Ticket,
     items: Receiver<Msg<T>>,
     /// How many more items the consumer asks for.
     demand: Sender<usize>,
@@ -229,8 +240,9 @@ impl<R: Runtime> Bridge<R> {
             .start()
             .and_then(|()| Exec::submit(&**self.pool(), work))
         {
-            Ok(_) => Inner::Pipe(Pipe {
+            Ok(ticket) => Inner::Pipe(Pipe {
                 exec: self.pool().clone(),
+                ticket,
                 items,
                 demand,
                 buf: VecDeque::new(),
@@ -361,8 +373,9 @@ where
         None
     };
     // If the consumer leaves first, the pump (and the stream it owns) is
-    // dropped at the end of this statement, on this thread.
-    if let Some(end) = future::or(async { Some(pump.await) }, left).await {
+    // dropped at the end of this statement, on this thread; a consumer gone
+    // before this starts (the work waited in the queue) leaves `make` uncalled.
+    if let Some(end) = future::or(left, async { Some(pump.await) }).await {
         let _ = items.send(end).await;
     }
 }
@@ -469,6 +482,7 @@ impl<T> Drop for Pipe<T> {
         if !left.is_empty() {
             (self.dispose)(&*self.exec, left);
         }
+        self.exec.withdraw(self.ticket);
     }
 }
 
@@ -599,7 +613,9 @@ impl<T: Send + 'static> BlockingIter<T> {
     ///
     /// Returns `Ok(Some(item))`, or `Ok(None)` at the end of the stream. An
     /// item that arrives just as the deadline passes is kept for the next
-    /// call, never dropped.
+    /// call, never dropped. The deadline is a timer beside the stream (for
+    /// [`iter_direct`](Bridge::iter_direct) where `next` would poll it in
+    /// place) or the wait for the loop thread's answer.
     ///
     /// # Examples
     ///
@@ -618,8 +634,19 @@ impl<T: Send + 'static> BlockingIter<T> {
     /// [`is_timeout`](Error::is_timeout) if no item came in time (the
     /// iterator stays usable); a panic of the stream as
     /// [`is_panic`](Error::is_panic) with its payload; a failure to start as
-    /// [`next`](Iterator::next) would report it. The iterator is finished
-    /// after any error but a timeout.
+    /// [`next`](Iterator::next) would report it. After any error but a
+    /// timeout the iterator is finished, and every later call returns an
+    /// error again ("failed in an earlier call: ...").
+    ///
+    /// # Caveats
+    ///
+    /// A deadline cannot interrupt a stream that blocks its thread inside a
+    /// poll: polled in place, such a stream is waited for until its poll
+    /// returns; polled on a loop thread, the call returns at the deadline
+    /// (plus at most 20 ms) and the stream comes back with the next call. A
+    /// zero timeout returns an item only if it is there without waiting:
+    /// `iter_direct`'s stream is polled once, `iter`'s loop thread may not
+    /// have produced it yet.
     #[track_caller]
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<T>, Error> {
         let deadline = Instant::now()
@@ -630,7 +657,8 @@ impl<T: Send + 'static> BlockingIter<T> {
     }
 
     /// The next item, waiting until `deadline` (`None` if it passed). The
-    /// iterator is finished after its end or an error.
+    /// iterator is finished after its end or an error: after its end every
+    /// later call gives `Ok(None)`, after an error an error again.
     #[track_caller]
     pub(crate) fn pull(&mut self, deadline: Option<Instant>) -> Option<Result<Option<T>, Error>> {
         let got = match &mut self.inner {
@@ -640,16 +668,32 @@ impl<T: Send + 'static> BlockingIter<T> {
                 Inner::Failed(e) => Err(e),
                 _ => unreachable!("matched above"),
             },
+            Inner::Broken(why) => Err(Error::failed_earlier(why)),
             Inner::Done => Ok(None),
         };
-        if !matches!(got, Ok(Some(_))) {
-            self.inner = Inner::Done;
+        match &got {
+            Ok(Some(_)) => {}
+            Ok(None) => self.inner = Inner::Done,
+            Err(e) if e.is_timeout() => {}
+            Err(e) => self.inner = Inner::Broken(e.to_string()),
         }
         Some(got)
     }
 
-    /// Number of items received and not yet returned: they are returned
-    /// without blocking.
+    /// The bridge's runtime and pool, while the stream has not ended.
+    pub(crate) fn exec(&self) -> Option<&Arc<dyn Exec>> {
+        match &self.inner {
+            Inner::Direct(direct) => Some(&direct.exec),
+            Inner::Pipe(pipe) => Some(&pipe.exec),
+            Inner::Failed(_) | Inner::Broken(_) | Inner::Done => None,
+        }
+    }
+
+    /// Number of items this iterator has received from its loop thread and
+    /// not yet returned: they are returned without blocking. (Items the
+    /// loop thread has produced and not yet handed over are not counted;
+    /// 0 for [`iter_direct`](Bridge::iter_direct), which reads nothing
+    /// ahead.)
     pub fn buffered(&self) -> usize {
         match &self.inner {
             Inner::Pipe(pipe) => pipe.buf.len(),
@@ -660,7 +704,7 @@ impl<T: Send + 'static> BlockingIter<T> {
     /// Whether the stream has ended (or panicked, or failed) and every item
     /// was returned.
     pub fn is_finished(&self) -> bool {
-        matches!(self.inner, Inner::Done)
+        matches!(self.inner, Inner::Done | Inner::Broken(_))
     }
 }
 
@@ -679,7 +723,8 @@ impl<T: Send + 'static> Iterator for BlockingIter<T> {
     /// Resumes a panic of the stream (its factory, its `poll_next`, or its
     /// destructor once it has ended) with the original payload; panics with
     /// the [`Error`]'s message if the stream could not start or its loop
-    /// thread went away. The iterator is finished afterwards.
+    /// thread went away. Every later call panics too, with
+    /// "executor-bridge: failed in an earlier call: ...".
     #[track_caller]
     fn next(&mut self) -> Option<T> {
         match self
@@ -698,7 +743,7 @@ impl<T: Send + 'static> Iterator for BlockingIter<T> {
                 ..
             }) => stream.size_hint(),
             Inner::Pipe(pipe) => (pipe.buf.len(), None),
-            Inner::Done => (0, Some(0)),
+            Inner::Done | Inner::Broken(_) => (0, Some(0)),
             _ => (0, None),
         }
     }
@@ -711,7 +756,7 @@ impl<T> fmt::Debug for BlockingIter<T> {
         let (kind, buffered) = match &self.inner {
             Inner::Direct(_) => ("direct", 0),
             Inner::Pipe(pipe) => ("loop thread", pipe.buf.len()),
-            Inner::Failed(_) => ("failed", 0),
+            Inner::Failed(_) | Inner::Broken(_) => ("failed", 0),
             Inner::Done => ("finished", 0),
         };
         f.debug_struct("BlockingIter")

@@ -39,8 +39,11 @@ pub(crate) trait Exec: Send + Sync + 'static {
     fn block_here(&self, placement: Placement, fut: Pin<&mut (dyn Future<Output = ()> + '_)>);
     /// Runs `work` on a loop thread; it gets the runtime to block on.
     fn submit(&self, work: LoopWork) -> Result<Ticket, Error>;
-    /// Drops a user's value where a call from this thread would run it.
+    /// Drops a user's value in the runtime's context ([`Pool::dispose`]).
     fn dispose(&self, value: Box<dyn Any + Send>);
+    /// Takes work whose consumer went away out of the queue, if it still
+    /// waits there, and drops it ([`Pool::withdraw`]).
+    fn withdraw(&self, ticket: Ticket);
 }
 
 /// Work for a loop thread: it gets the runtime to block on.
@@ -84,6 +87,10 @@ impl<R: Runtime> Exec for Pool<R> {
     fn dispose(&self, value: Box<dyn Any + Send>) {
         Pool::dispose(self, value)
     }
+
+    fn withdraw(&self, ticket: Ticket) {
+        Pool::withdraw(self, ticket)
+    }
 }
 
 /// A job that is one closure: it delivers its own result.
@@ -112,6 +119,15 @@ pub(crate) struct Away<S: ?Sized, O> {
     back: oneshot::AsyncReceiver<Back<S, O>>,
     /// Dropped to cancel.
     cancel: Option<oneshot::Sender<()>>,
+    /// Where the operation went: still queued, it is taken back on drop.
+    exec: Arc<dyn Exec>,
+    ticket: Ticket,
+}
+
+impl<S: ?Sized, O> Drop for Away<S, O> {
+    fn drop(&mut self) {
+        self.exec.withdraw(self.ticket);
+    }
 }
 
 /// Polls `op` on `obj` on the current thread, as `placement` says.
@@ -207,15 +223,20 @@ where
             rt.block_on_dyn(fut);
         })
     });
-    if let Err(e) = exec.submit(work) {
-        let obj = lock(&slot)
-            .take()
-            .expect("a job that never ran leaves its object");
-        return Err((e, obj));
-    }
+    let ticket = match exec.submit(work) {
+        Ok(ticket) => ticket,
+        Err(e) => {
+            let obj = lock(&slot)
+                .take()
+                .expect("a job that never ran leaves its object");
+            return Err((e, obj));
+        }
+    };
     Ok(Away {
         back,
         cancel: Some(cancel),
+        exec: Arc::clone(exec),
+        ticket,
     })
 }
 

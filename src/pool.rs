@@ -198,24 +198,41 @@ impl<R: Runtime> Pool<R> {
         }
     }
 
-    /// Drops `value`, a user's, where a call from the current thread would
-    /// run: here under the runtime's context, or on a loop thread inside its
-    /// `block_on` (without waiting for it there).
+    /// Drops `value`, a user's, in the runtime's context: on this thread
+    /// where it can have that context (the runtime's `enter`, or its
+    /// `block_on` where a call would run in place), on a loop thread inside
+    /// `block_on` otherwise (without waiting for it there, and never queued
+    /// behind `max_threads`: a drop is short). A panic of the destructor on
+    /// this thread unwinds from here, unless the thread is unwinding already.
     pub(crate) fn dispose<T: Send + 'static>(&self, value: T) {
-        if context::placement_of(&self.runtime) != Placement::Hop {
-            return context::drop_in(&self.runtime, || drop(value));
+        let mut drop_it = Some(move || drop(value));
+        if context::here() != context::Here::Exiting {
+            let may_block = context::placement_of(&self.runtime) == Placement::Drive;
+            context::drop_in(&self.runtime, may_block, &mut drop_it);
         }
-        let slot = Arc::new(Mutex::new(Some(value)));
+        let Some(drop_it) = drop_it else {
+            return;
+        };
+        let slot = Arc::new(Mutex::new(Some(drop_it)));
         if self
-            .submit(Box::new(Dispose(Arc::clone(&slot))), context::nested())
+            .submit(Box::new(Dispose(Arc::clone(&slot))), true)
             .is_err()
         {
-            // No thread to drop it on: here, in what context there is.
-            if let Some(value) = lock(&slot).take() {
-                let _ = catch_unwind(AssertUnwindSafe(|| {
-                    let mut value = Some(value);
-                    let _ = self.runtime.enter(|| drop(value.take()));
-                }));
+            // No thread to drop it on: here, as it is.
+            if let Some(drop_it) = lock(&slot).take() {
+                let _ = catch_unwind(AssertUnwindSafe(drop_it));
+            }
+        }
+    }
+
+    /// Takes a job back out of the queue if no thread has taken it yet, and
+    /// drops it (what it holds of the caller's, a factory) in the runtime's
+    /// context: for the objects whose consumer went away while they waited
+    /// for a loop thread.
+    pub(crate) fn withdraw(&self, ticket: Ticket) {
+        if let Ticket::Queued(id) = ticket {
+            if let Some(job) = self.cancel(id) {
+                self.dispose(job);
             }
         }
     }
@@ -394,12 +411,12 @@ impl<R: Runtime> Pool<R> {
 }
 
 /// A job that drops a value inside the runtime's `block_on`.
-struct Dispose<T>(Arc<Mutex<Option<T>>>);
+struct Dispose<D>(Arc<Mutex<Option<D>>>);
 
-impl<R: Runtime, T: Send + 'static> Job<R> for Dispose<T> {
+impl<R: Runtime, D: FnOnce() + Send + 'static> Job<R> for Dispose<D> {
     fn run(&mut self, rt: &R) {
-        if let Some(value) = lock(&self.0).take() {
-            let _ = catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { drop(value) })));
+        if let Some(drop_it) = lock(&self.0).take() {
+            let _ = catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { drop_it() })));
         }
     }
 

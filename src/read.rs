@@ -6,9 +6,11 @@ use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::panic::resume_unwind;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_lite::{stream, AsyncRead, AsyncReadExt, Stream};
 
+use crate::local::Exec;
 use crate::{BlockingIter, Bridge, Runtime};
 
 /// Bytes read from the source in one go, at most.
@@ -37,6 +39,9 @@ pub struct BlockingReader<B, E = io::Error> {
     pos: usize,
     /// Why the reader broke, for every read after the one that said so.
     broken: Option<(io::ErrorKind, String)>,
+    /// Drops a chunk read to its end in the runtime's context
+    /// ([`Exec::dispose`](crate::local::Exec::dispose)).
+    dispose: Option<(Arc<dyn Exec>, fn(&dyn Exec, B))>,
 }
 
 impl<B, E> BlockingIter<Result<B, E>>
@@ -64,11 +69,14 @@ where
     /// ```
     ///
     pub fn into_reader(self) -> BlockingReader<B, E> {
+        let drop_chunk: fn(&dyn Exec, B) = |exec, chunk| exec.dispose(Box::new(chunk));
+        let dispose = self.exec().map(|exec| (Arc::clone(exec), drop_chunk));
         BlockingReader {
             chunks: self,
             chunk: None,
             pos: 0,
             broken: None,
+            dispose,
         }
     }
 }
@@ -157,7 +165,7 @@ where
         }
         while self.remaining() == 0 {
             self.pos = 0;
-            self.chunk = None;
+            self.drop_chunk();
             match self
                 .chunks
                 .pull(None)
@@ -223,6 +231,21 @@ where
 
     fn consume(&mut self, amt: usize) {
         self.pos += amt.min(self.remaining());
+    }
+}
+
+impl<B, E> BlockingReader<B, E> {
+    /// Drops the current chunk, in the runtime's context.
+    fn drop_chunk(&mut self) {
+        if let (Some(chunk), Some((exec, dispose))) = (self.chunk.take(), &self.dispose) {
+            dispose(&**exec, chunk);
+        }
+    }
+}
+
+impl<B, E> Drop for BlockingReader<B, E> {
+    fn drop(&mut self) {
+        self.drop_chunk();
     }
 }
 

@@ -15,6 +15,7 @@ use futures_lite::{future, FutureExt, Stream};
 use crate::ending::{self, Closer, Watch};
 use crate::error::Payload;
 use crate::local::{BlockOn, Exec};
+use crate::pool::Ticket;
 use crate::{wait, Bridge, Carry, Error, Runtime};
 
 /// A bounded sender from blocking code into an async consumer running on a
@@ -37,6 +38,9 @@ use crate::{wait, Bridge, Carry, Error, Runtime};
 #[must_use = "a sink's consumer finishes only through `close`; dropped, it is cancelled"]
 pub struct BlockingSink<T, O> {
     exec: Arc<dyn Exec>,
+    /// The consumer's work: still queued when the sink is dropped, it is
+    /// taken back (its factory never called).
+    ticket: Option<Ticket>,
     items: Option<Sender<T>>,
     done: Receiver<Finished<T, O>>,
     /// Commits in `close`; dropped uncommitted, cancels the consumer.
@@ -208,7 +212,9 @@ impl<R: Runtime> Bridge<R> {
     ///
     /// # Panics
     ///
-    /// Panics if `capacity` is 0.
+    /// Panics if `capacity` is 0. The channel makes room for `capacity`
+    /// items up front, as `Vec::with_capacity` does: a capacity too large to
+    /// allocate fails as that does.
     #[track_caller]
     pub fn sink<T, M, F>(&self, capacity: usize, make: M) -> BlockingSink<T, F::Output>
     where
@@ -264,12 +270,16 @@ impl<R: Runtime> Bridge<R> {
                 }
             })
         });
-        let unstarted = self
+        let (ticket, unstarted) = match self
             .start()
             .and_then(|()| Exec::submit(&**self.pool(), work))
-            .err();
+        {
+            Ok(ticket) => (Some(ticket), None),
+            Err(e) => (None, Some(e)),
+        };
         BlockingSink {
             exec: self.pool().clone(),
+            ticket,
             items: Some(items),
             done,
             closer,
@@ -431,6 +441,9 @@ impl<T, O> Drop for BlockingSink<T, O> {
         self.done.close();
         if let Ok((out, unsent)) = self.done.try_recv() {
             (self.dispose)(&*self.exec, (out.ok(), unsent));
+        }
+        if let Some(ticket) = self.ticket {
+            self.exec.withdraw(ticket);
         }
     }
 }

@@ -11,7 +11,7 @@ use futures_lite::{future, AsyncWrite, AsyncWriteExt, FutureExt};
 use crate::ending::{self, Closer, Watch};
 use crate::error::Payload;
 use crate::local::{BlockOn, Exec};
-use crate::pool::lock;
+use crate::pool::{lock, Ticket};
 use crate::{wait, Bridge, Carry, Error, Runtime};
 
 /// Bytes gathered before they travel to the loop thread as one chunk.
@@ -46,6 +46,9 @@ const CHUNKS_AHEAD: usize = 8;
 #[must_use = "a writer's bytes reach its sink only through `close`; dropped, it aborts"]
 pub struct BlockingWriter {
     exec: Arc<dyn Exec>,
+    /// The sink's work: still queued when the writer is dropped, it is taken
+    /// back (its factory never called).
+    ticket: Option<Ticket>,
     buf: Vec<u8>,
     /// `None` once closed.
     cmds: Option<Sender<Cmd>>,
@@ -146,15 +149,20 @@ impl<R: Runtime> Bridge<R> {
                 }
             })
         });
-        if let Err(e) = self
+        let ticket = match self
             .start()
             .and_then(|()| Exec::submit(&**self.pool(), work))
         {
-            let e = io::Error::from(e);
-            *lock(&shared.failed) = Failed::Error(e.kind(), e.to_string());
-        }
+            Ok(ticket) => Some(ticket),
+            Err(e) => {
+                let e = io::Error::from(e);
+                *lock(&shared.failed) = Failed::Error(e.kind(), e.to_string());
+                None
+            }
+        };
         BlockingWriter {
             exec: self.pool().clone(),
+            ticket,
             buf: Vec::new(),
             cmds: Some(cmds),
             acks,
@@ -243,9 +251,10 @@ fn same(e: &io::Error) -> io::Error {
 
 impl BlockingWriter {
     /// Commits: sends everything written, closes the sink (flushing it
-    /// first), drops it, and returns its first error. Later writes fail with
-    /// [`io::ErrorKind::BrokenPipe`]; closing again returns the sink's error
-    /// again, or `Ok`.
+    /// first), drops it, and returns its first error. Later writes fail:
+    /// with the sink's error if it had one, with
+    /// [`io::ErrorKind::BrokenPipe`] otherwise; closing again returns the
+    /// sink's error again, or `Ok`.
     ///
     /// # Errors
     ///
@@ -369,6 +378,9 @@ impl Drop for BlockingWriter {
     /// Aborts, unless closed: see the type's docs.
     fn drop(&mut self) {
         self.closer.abort();
+        if let Some(ticket) = self.ticket {
+            self.exec.withdraw(ticket);
+        }
     }
 }
 

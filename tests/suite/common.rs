@@ -425,3 +425,16 @@ pub fn in_child(test: &str, f: impl FnOnce() + Send + 'static) {
     }
     child(test, test);
 }
+
+/// Whether `it` failed for good: finished, and every later call failing
+/// again (a broken stream is never taken for one that ended): `next` panics
+/// and `next_timeout` returns the error, both saying it failed earlier.
+pub fn is_broken<T: Send + 'static>(it: &mut executor_bridge::BlockingIter<T>) -> bool {
+    const EARLIER: &str = "failed in an earlier call: ";
+    let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| it.next()));
+    let next_failed = matches!(&next, Err(p) if message(&**p)
+        .is_some_and(|m| m.starts_with(&format!("executor-bridge: {EARLIER}"))));
+    let timed = it.next_timeout(Duration::from_secs(LIMIT));
+    let timed_failed = matches!(&timed, Err(e) if e.to_string().starts_with(EARLIER));
+    it.is_finished() && next_failed && timed_failed
+}
