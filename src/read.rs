@@ -41,8 +41,11 @@ pub struct BlockingReader<B, E = io::Error> {
     broken: Option<(io::ErrorKind, String)>,
     /// Drops a chunk read to its end in the runtime's context
     /// ([`Exec::dispose`](crate::local::Exec::dispose)).
-    dispose: Option<(Arc<dyn Exec>, fn(&dyn Exec, B))>,
+    dispose: Option<Disposer<B>>,
 }
+
+/// Where and how a reader drops its chunks.
+type Disposer<B> = (Arc<dyn Exec>, fn(&dyn Exec, B));
 
 impl<B, E> BlockingIter<Result<B, E>>
 where
