@@ -21,7 +21,7 @@ use std::thread::{self, JoinHandle, Thread, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::context::{self, DepthGuard, Placement};
-use crate::error::payload_message;
+use crate::error::{payload_message, Payload};
 use crate::Runtime;
 
 /// Work for a loop thread.
@@ -201,9 +201,9 @@ impl<R: Runtime> Pool<R> {
     /// Drops `value`, a user's, in the runtime's context: on this thread
     /// where it can have that context (the runtime's `enter`, or its
     /// `block_on` where a call would run in place), on a loop thread inside
-    /// `block_on` otherwise (without waiting for it there, and never queued
-    /// behind `max_threads`: a drop is short). A panic of the destructor on
-    /// this thread unwinds from here, unless the thread is unwinding already.
+    /// `block_on` otherwise (never queued behind `max_threads`: a drop is
+    /// short). A panic of the destructor unwinds from here, wherever it ran,
+    /// unless this thread is unwinding already.
     pub(crate) fn dispose<T: Send + 'static>(&self, value: T) {
         let mut drop_it = Some(move || drop(value));
         if context::here() != context::Here::Exiting {
@@ -213,15 +213,24 @@ impl<R: Runtime> Pool<R> {
         let Some(drop_it) = drop_it else {
             return;
         };
-        let slot = Arc::new(Mutex::new(Some(drop_it)));
+        let (done, dropped) = oneshot::async_channel();
+        let slot = Arc::new(Mutex::new(Some((drop_it, done))));
         if self
             .submit(Box::new(Dispose(Arc::clone(&slot))), true)
             .is_err()
         {
             // No thread to drop it on: here, as it is.
-            if let Some(drop_it) = lock(&slot).take() {
+            if let Some((drop_it, _)) = lock(&slot).take() {
                 let _ = catch_unwind(AssertUnwindSafe(drop_it));
             }
+            return;
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        // The destructor's panic reaches the caller as it would in place.
+        if let Some(Ok(Err(payload))) = crate::wait::block_on(dropped, None) {
+            std::panic::resume_unwind(payload);
         }
     }
 
@@ -410,13 +419,16 @@ impl<R: Runtime> Pool<R> {
     }
 }
 
-/// A job that drops a value inside the runtime's `block_on`.
-struct Dispose<D>(Arc<Mutex<Option<D>>>);
+/// A job that drops a value inside the runtime's `block_on`, and tells
+/// whether its destructor panicked.
+#[allow(clippy::type_complexity)]
+struct Dispose<D>(Arc<Mutex<Option<(D, oneshot::Sender<Result<(), Payload>>)>>>);
 
 impl<R: Runtime, D: FnOnce() + Send + 'static> Job<R> for Dispose<D> {
     fn run(&mut self, rt: &R) {
-        if let Some(drop_it) = lock(&self.0).take() {
-            let _ = catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { drop_it() })));
+        if let Some((drop_it, done)) = lock(&self.0).take() {
+            let dropped = catch_unwind(AssertUnwindSafe(|| rt.block_on(async move { drop_it() })));
+            let _ = done.send(dropped);
         }
     }
 
