@@ -114,13 +114,17 @@ fn entry_info() -> Vec<(&'static str, u8)> {
 /// thread, a tokio multi_thread worker, a task of the bridge's own runtime;
 /// none of these: somewhere it must not block, so the call hops); a tokio
 /// context (in the full product); where its cells run (the
-/// `#[tokio::test]`, a child process).
+/// `#[tokio::test]`, a child process); the executor whose thread it blocks
+/// (see [`Adapter::executor`]).
 const PLAIN: u8 = 1;
 const WORKER: u8 = 2;
 const OWN: u8 = 4;
 const TOKIO: u8 = 8;
 const TOKIO_TEST: u8 = 16;
 const CHILD: u8 = 32;
+const SMOL_GLOBAL: u8 = 64;
+#[cfg_attr(not(feature = "async-std"), allow(dead_code))]
+const ASYNC_STD_GLOBAL: u8 = 128;
 
 /// A calling context: runs a batch of cells from there.
 struct Ctx {
@@ -137,45 +141,45 @@ fn ctx(name: &'static str, flags: u8, enter: fn(&Scope, Batch)) -> Ctx {
 fn contexts() -> Vec<Ctx> {
     let c = ctx;
     vec![
-        c("plain thread",                           PLAIN,                plain),
+        c("plain thread",                           PLAIN,                    plain),
         #[cfg(feature = "tokio")]
-        c("tokio worker task",                      WORKER | TOKIO,       tokio_ctx::worker),
+        c("tokio worker task",                      WORKER | TOKIO,           tokio_ctx::worker),
         #[cfg(feature = "tokio")]
-        c("tokio worker task, handle entered",      WORKER | TOKIO,       tokio_ctx::worker_entered),
+        c("tokio worker task, handle entered",      WORKER | TOKIO,           tokio_ctx::worker_entered),
         #[cfg(feature = "tokio")]
-        c("tokio worker task, one worker",          WORKER | TOKIO,       tokio_ctx::single_worker),
+        c("tokio worker task, one worker",          WORKER | TOKIO,           tokio_ctx::single_worker),
         #[cfg(feature = "tokio")]
-        c("multi_thread block_on body",             TOKIO,                tokio_ctx::mt_block_on),
+        c("multi_thread block_on body",             TOKIO,                    tokio_ctx::mt_block_on),
         #[cfg(feature = "tokio")]
-        c("current_thread body",                    TOKIO,                tokio_ctx::ct_body),
+        c("current_thread body",                    TOKIO,                    tokio_ctx::ct_body),
         #[cfg(feature = "tokio")]
-        c("current_thread task",                    TOKIO,                tokio_ctx::ct_task),
+        c("current_thread task",                    TOKIO,                    tokio_ctx::ct_task),
         #[cfg(feature = "tokio")]
-        c("#[tokio::test] body",                    TOKIO | TOKIO_TEST,   plain),
+        c("#[tokio::test] body",                    TOKIO | TOKIO_TEST,       plain),
         #[cfg(feature = "tokio")]
-        c("LocalSet body",                          TOKIO,                tokio_ctx::local_set_body),
+        c("LocalSet body",                          TOKIO,                    tokio_ctx::local_set_body),
         #[cfg(feature = "tokio")]
-        c("spawn_local task",                       TOKIO,                tokio_ctx::spawn_local_task),
+        c("spawn_local task",                       TOKIO,                    tokio_ctx::spawn_local_task),
         #[cfg(feature = "tokio")]
-        c("multi_thread LocalSet body",             TOKIO,                tokio_ctx::mt_local_set_body),
+        c("multi_thread LocalSet body",             TOKIO,                    tokio_ctx::mt_local_set_body),
         #[cfg(feature = "tokio")]
-        c("multi_thread spawn_local task",          TOKIO,                tokio_ctx::mt_spawn_local_task),
+        c("multi_thread spawn_local task",          TOKIO,                    tokio_ctx::mt_spawn_local_task),
         #[cfg(feature = "tokio")]
-        c("spawn_blocking",                         TOKIO,                tokio_ctx::spawn_blocking),
+        c("spawn_blocking",                         TOKIO,                    tokio_ctx::spawn_blocking),
         #[cfg(feature = "tokio")]
-        c("current_thread spawn_blocking",          TOKIO,                tokio_ctx::ct_spawn_blocking),
+        c("current_thread spawn_blocking",          TOKIO,                    tokio_ctx::ct_spawn_blocking),
         #[cfg(any(feature = "tokio", feature = "smol"))]
-        c("task of the bridge's own runtime",       OWN | TOKIO,          own_task),
-        c("smol::block_on",                         PLAIN,                smol_block_on),
-        c("smol::spawn task",                       PLAIN,                smol_task),
+        c("task of the bridge's own runtime",       OWN | TOKIO,              own_task),
+        c("smol::block_on",                         PLAIN,                    smol_block_on),
+        c("smol::spawn task",                       PLAIN | SMOL_GLOBAL,      smol_task),
         #[cfg(feature = "async-std")]
-        c("async_std::task::block_on",              PLAIN,                async_std_block_on),
+        c("async_std::task::block_on",              PLAIN,                    async_std_block_on),
         #[cfg(feature = "async-std")]
-        c("async_std task",                         PLAIN,                async_std_task),
-        c("futures::executor::block_on",            PLAIN,                futures_block_on),
-        c("nested call",                            0,                    nested),
-        c("thread-local destructor, runtime alive", PLAIN | CHILD,        tls_early),
-        c("thread-local destructor, runtime gone",  CHILD,                tls_late),
+        c("async_std task",                         PLAIN | ASYNC_STD_GLOBAL, async_std_task),
+        c("futures::executor::block_on",            PLAIN,                    futures_block_on),
+        c("nested call",                            0,                        nested),
+        c("thread-local destructor, runtime alive", PLAIN | CHILD,            tls_early),
+        c("thread-local destructor, runtime gone",  CHILD,                    tls_late),
     ]
 }
 
@@ -199,6 +203,13 @@ struct Adapter {
     /// Has a reactor (sockets).
     reactor: bool,
     own: Own,
+    /// The global executor its `spawn` uses ([`SMOL_GLOBAL`],
+    /// [`ASYNC_STD_GLOBAL`]), if any: a context that blocks one of that
+    /// executor's threads (one in all for smol's, by default) keeps a
+    /// future that awaits its task from ever completing, the limit the
+    /// README states ("a future that waits for something only the caller's
+    /// own blocked runtime drives").
+    executor: u8,
     run: fn(&Job) -> Out,
 }
 
@@ -206,7 +217,7 @@ fn adapter(
     name: &'static str,
     tokio: bool,
     reactor: bool,
-    own: Own,
+    (own, executor): (Own, u8),
     run: fn(&Job) -> Out,
 ) -> Adapter {
     Adapter {
@@ -214,6 +225,7 @@ fn adapter(
         tokio,
         reactor,
         own,
+        executor,
         run,
     }
 }
@@ -223,16 +235,16 @@ fn adapters() -> Vec<Adapter> {
     let a = adapter;
     vec![
         #[cfg(feature = "tokio")]
-        a("Tokio::new()",                      true,  true,  Own::Refused, |j| batch(j, new_tokio)),
+        a("Tokio::new()",                      true,  true,  (Own::Refused, 0),             |j| batch(j, new_tokio)),
         #[cfg(feature = "tokio")]
-        a("Tokio::from_runtime(multi_thread)", true,  true,  Own::Worker,  |j| batch(j, new_tokio_mt)),
+        a("Tokio::from_runtime(multi_thread)", true,  true,  (Own::Worker, 0),              |j| batch(j, new_tokio_mt)),
         #[cfg(feature = "smol")]
-        a("Smol",                              false, true,  Own::None,    |j| batch(j, new_smol)),
+        a("Smol",                              false, true,  (Own::None, SMOL_GLOBAL),      |j| batch(j, new_smol)),
         #[cfg(feature = "smol")]
-        a("SmolExecutor",                      false, true,  Own::Refused, |j| batch(j, new_smol_executor)),
+        a("SmolExecutor",                      false, true,  (Own::Refused, 0),             |j| batch(j, new_smol_executor)),
         #[cfg(feature = "async-std")]
-        a("AsyncStd",                          false, true,  Own::None,    |j| batch(j, new_async_std)),
-        a("Pollster",                          false, false, Own::None,    |j| batch(j, new_pollster)),
+        a("AsyncStd",                          false, true,  (Own::None, ASYNC_STD_GLOBAL), |j| batch(j, new_async_std)),
+        a("Pollster",                          false, false, (Own::None, 0),                |j| batch(j, new_pollster)),
     ]
 }
 
@@ -240,12 +252,15 @@ fn adapters() -> Vec<Adapter> {
 /// holds beyond its work (a value whose drop needs the runtime,
 /// [`NeedsRt`]; one whose drop panics, [`Bomb`]); its values (the output,
 /// the items) need the runtime to drop; the entry's early-drop form; the
-/// caller sets a tokio task-local around the call.
+/// caller sets a tokio task-local around the call; the work awaits a task
+/// it spawned.
 const HOLDS_RT: u8 = 1;
 const HOLDS_BOMB: u8 = 2;
 const VALUES_RT: u8 = 4;
 const DROPPED_EARLY: u8 = 8;
 const TASK_LOCAL: u8 = 16;
+/// The work awaits a task it spawned on the adapter's executor.
+const SPAWNS: u8 = 32;
 
 /// A behaviour of a real future.
 struct Behaviour {
@@ -284,9 +299,9 @@ fn behaviours() -> Vec<Behaviour> {
         b("tokio's yield_now",                   not_tokio,  w_tokio_yield,    0,                          no_panic),
         b("tokio spawn_local",                   any,        w_spawn_local,    0,                          spawn_local_refused),
         b("tokio block_in_place",                any,        w_block_in_place, 0,                          no_panic),
-        b("self-wake loop awaiting its task",    any,        w_self_wake,      0,                          no_panic),
+        b("self-wake loop awaiting its task",    any,        w_self_wake,      SPAWNS,                     no_panic),
         b("the other runtime's timer",           any,        w_other_timer,    0,                          other_timer),
-        b("spawn and join",                      any,        w_spawn_join,     0,                          no_panic),
+        b("spawn and join",                      any,        w_spawn_join,     SPAWNS,                     no_panic),
         b("TCP round trip",                      reactor,    w_tcp,            0,                          no_panic),
         b("tokio task_local",                    any,        w_task_local,     TASK_LOCAL,                 no_panic),
         b("wake from a std thread",              any,        w_foreign_wake,   0,                          no_panic),
@@ -1700,6 +1715,7 @@ fn valid(t: &Tables, cell: &Cell) -> bool {
         && (beh.applies)(a)
         && (beh.flags & DROPPED_EARLY == 0 || flags & EARLY != 0)
         && (beh.flags & VALUES_RT == 0 || flags & VALUES != 0)
+        && (beh.flags & SPAWNS == 0 || ctx.flags & a.executor == 0)
 }
 
 /// Whether the call of a cell runs its future on the caller's thread: an
