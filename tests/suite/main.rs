@@ -7,6 +7,7 @@ mod contexts;
 mod custom;
 mod faults;
 mod io;
+mod matrix;
 mod pool;
 mod read;
 mod realworld;
