@@ -350,14 +350,18 @@ impl Taken {
 
 impl Forward {
     fn take() -> Taken {
-        let (forward, waker) = FORWARD.try_with(Cell::take).ok().flatten().unwrap_or_else(|| {
-            let forward = Arc::new(Forward {
-                woken: AtomicBool::new(false),
-                target: Mutex::new(None),
+        let (forward, waker) = FORWARD
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                let forward = Arc::new(Forward {
+                    woken: AtomicBool::new(false),
+                    target: Mutex::new(None),
+                });
+                let waker = Waker::from(Arc::clone(&forward));
+                (forward, waker)
             });
-            let waker = Waker::from(Arc::clone(&forward));
-            (forward, waker)
-        });
         forward.woken.store(false, Ordering::SeqCst);
         Taken(Some((forward, waker)))
     }

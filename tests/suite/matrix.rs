@@ -357,19 +357,7 @@ fn boom_9(_: &Adapter, got: &str) -> bool {
 /// with the reason: (entry, context, adapter, behaviour, why); `*` matches
 /// anything. They still run; their failures are printed, not counted.
 #[rustfmt::skip]
-const KNOWN_DEFECTS: &[(&str, &str, &str, &str, &str)] = &[
-    ("io",          "*", "*", "panic in drop",             DISPOSE_SWALLOWS_PANICS),
-    ("iter_direct", "*", "*", "early drop, panic in drop", DISPOSE_SWALLOWS_PANICS),
-];
-
-/// `Pool::dispose` drops a user's value (an IO object, a stream left
-/// unfinished) on the caller's thread where calls run in place, and a panic
-/// of its destructor then resumes in the caller's `drop`; where calls hop it
-/// drops it on a loop thread in a `Dispose` job that discards the panic. The
-/// caller sees a panic from a plain thread and nothing from a tokio runtime,
-/// a nested call or a thread-local destructor.
-const DISPOSE_SWALLOWS_PANICS: &str = "a destructor's panic in a dropped handle is resumed where \
-                                       calls run in place, discarded where they hop";
+const KNOWN_DEFECTS: &[(&str, &str, &str, &str, &str)] = &[];
 
 // ===== Behaviours =====
 
@@ -1303,8 +1291,8 @@ fn iter_cell(
                 let n = item.map(|v| c.show(v));
                 return format!("{n:?} before the deadline");
             }
-            Ok(Err(e)) => return describe_error(e),
-            Err(p) => return p,
+            Ok(Err(e)) => return after_failure(describe_error(e), it),
+            Err(p) => return after_failure(p, it),
         }
     } else if c.early() || c.values_need_rt() {
         return match pull(&mut it, timed) {
@@ -1317,7 +1305,7 @@ fn iter_cell(
                 format!("first {n}, then dropped: {gone}")
             }
             Ok(None) => "no item".into(),
-            Err(p) => p,
+            Err(p) => after_failure(p, it),
         };
     }
     let mut items = Vec::new();
@@ -1337,9 +1325,19 @@ fn iter_cell(
     };
     if items.is_empty() {
         // A refusal (or a stream that failed at once) shows as it is.
-        return format!("{shown}{end}, no items");
+        return after_failure(format!("{shown}{end}, no items"), it);
     }
     format!("{shown}items {items:?}, {end}")
+}
+
+/// What a failed cell shows: its failure first, then what dropping the
+/// iterator did if that panicked too (a factory never called, dropped with
+/// a value whose destructor panics).
+fn after_failure(failure: String, it: BlockingIter<Val>) -> String {
+    match dropping(it) {
+        ok if ok == "ok" => failure,
+        gone => format!("{failure}, then dropped: {gone}"),
+    }
 }
 
 /// Early: the reader dropped after its first bytes, while its source waits.
@@ -2539,46 +2537,11 @@ fn cells_in_thread_local_destructors() {
     });
 }
 
-/// Runs `f` in a child process: this test binary running only the test
-/// `name` of this module. Fails if the child fails, aborts or hangs.
-fn in_child(name: &str, f: impl FnOnce()) {
-    const CHILD_ENV: &str = "EXECUTOR_BRIDGE_MATRIX_CHILD";
+/// Runs `f` in a child process (see [`crate::common::in_child`]): `name` is
+/// the test's name within this module.
+fn in_child(name: &str, f: impl FnOnce() + Send + 'static) {
     let module = module_path!()
         .split_once("::")
         .map_or(module_path!(), |(_, m)| m);
-    let test = format!("{module}::{name}");
-    if std::env::var(CHILD_ENV).as_deref() == Ok(test.as_str()) {
-        f();
-        return;
-    }
-    let mut child = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &test)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    // The child's own watchdog reports a hang first; this is the backstop.
-    let finished = eventually(CELL_LIMIT * 4, || matches!(child.try_wait(), Ok(Some(_))));
-    if !finished {
-        let _ = child.kill();
-    }
-    let status = child.wait().expect("the child's status");
-    let (out, err) = (out.join().expect("stdout"), err.join().expect("stderr"));
-    print!("{out}");
-    assert!(finished, "the child hung\n{out}\n{err}");
-    assert!(
-        status.success() && out.contains("1 passed"),
-        "the child failed: {status}\n{out}\n{err}"
-    );
+    crate::common::in_child(&format!("{module}::{name}"), f);
 }
