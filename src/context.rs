@@ -432,6 +432,7 @@ pub(crate) fn drop_in<R: Runtime, D: FnOnce()>(rt: &R, may_block: bool, drop: &m
 
 /// Whether this thread is dropping a user's value for the bridge (see
 /// [`drop_in`]): a runtime's `enter` must not refuse the context then.
+#[cfg_attr(not(any(feature = "tokio", feature = "smol")), allow(dead_code))]
 pub(crate) fn dropping() -> bool {
     DROPPING.try_with(Cell::get).unwrap_or(false)
 }

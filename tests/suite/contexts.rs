@@ -27,9 +27,7 @@ use futures_lite::{stream, Stream, StreamExt};
 
 #[cfg(feature = "tokio")]
 use crate::common::join;
-use crate::common::{
-    eventually, is_set, message, per_runtime, watchdog, BoxFuture, Ctx, DropFlag, Payload,
-};
+use crate::common::{eventually, is_set, message, per_runtime, BoxFuture, Ctx, DropFlag, Payload};
 use crate::common::{TestRuntime, LIMIT};
 
 /// A timer of the runtime under test.
@@ -1212,7 +1210,7 @@ fn local_set_on_a_multi_thread_runtime<R: TestRuntime>() {
         }
         assert_eq!(sibling, 5, "{workers} worker(s): the LocalSet's other task");
         // Still usable.
-        watchdog(LIMIT, move || check_run(&bridge, R::sleep));
+        crate::common::watchdog(LIMIT, move || check_run(&bridge, R::sleep));
     }
 }
 
