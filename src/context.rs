@@ -226,6 +226,7 @@ pub(crate) fn check<R: Runtime>(rt: &R) {
 /// the worker's runtime as its own (a tokio timer made there would bind to
 /// it, where from a plain thread it finds no reactor).
 #[inline]
+#[cfg_attr(not(feature = "tokio"), allow(clippy::extra_unused_type_parameters))]
 fn sets_tokio_context<R: Runtime>() -> bool {
     #[cfg(feature = "tokio")]
     {
