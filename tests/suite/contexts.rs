@@ -310,14 +310,18 @@ pub(crate) fn check_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
         })
         .collect();
     assert_eq!(items, [10, 11, 12, 13]);
+    // Late for sure: the item waits for a gate opened after the timeout.
+    let (open, gate) = async_channel::bounded::<()>(1);
     let mut late = b.iter(move || {
         stream::once_future(async move {
-            sleep(ms(150)).await;
+            sleep(ms(1)).await;
+            let _ = gate.recv().await;
             9u32
         })
     });
     let err = late.next_timeout(ms(10)).unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
+    open.send_blocking(()).unwrap();
     assert_eq!(
         late.next_timeout(Duration::from_secs(LIMIT)).unwrap(),
         Some(9),
@@ -339,14 +343,17 @@ pub(crate) fn check_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 pub(crate) fn check_iter_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     let items: Vec<u32> = b.iter_direct(move || ticks(sleep, 4)).collect();
     assert_eq!(items, [0, 1, 2, 3]);
+    let (open, gate) = async_channel::bounded::<()>(1);
     let mut late = b.iter_direct(move || {
         stream::once_future(async move {
-            sleep(ms(150)).await;
+            sleep(ms(1)).await;
+            let _ = gate.recv().await;
             9u32
         })
     });
     let err = late.next_timeout(ms(10)).unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
+    open.send_blocking(()).unwrap();
     assert_eq!(
         late.next_timeout(Duration::from_secs(LIMIT)).unwrap(),
         Some(9),
