@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use async_channel::{Receiver, Sender};
@@ -15,7 +15,7 @@ use futures_lite::{future, FutureExt, Stream};
 use crate::ending::{self, Closer, Watch};
 use crate::error::Payload;
 use crate::local::{BlockOn, Exec};
-use crate::pool::Ticket;
+use crate::pool::{lock, Ticket};
 use crate::{wait, Bridge, Carry, Error, Runtime};
 
 /// A bounded sender from blocking code into an async consumer running on a
@@ -69,14 +69,22 @@ type Finished<T, O> = (Result<O, Payload>, Vec<T>);
 pub struct SinkStream<T> {
     items: Pin<Box<Receiver<T>>>,
     watch: Watch,
+    /// Where the items sent and never read go when the stream is dropped:
+    /// the consumer's unsent items, if it returns then.
+    left: Arc<Mutex<Vec<T>>>,
 }
 
 impl<T> Drop for SinkStream<T> {
     /// Later sends fail and give their item back, as they would with the
-    /// channel's only receiver gone (the bridge keeps another, to take back
-    /// what is left unread).
+    /// channel's only receiver gone; the items sent and never read are kept
+    /// for [`BlockingSink::close_with_unsent`] (or dropped where the stream
+    /// is, if the consumer has returned already).
     fn drop(&mut self) {
         self.items.close();
+        let mut left = lock(&self.left);
+        while let Ok(item) = self.items.try_recv() {
+            left.push(item);
+        }
     }
 }
 
@@ -234,9 +242,11 @@ impl<R: Runtime> Bridge<R> {
         let work = Box::new(move |rt: &dyn BlockOn| {
             carry.run(|| {
                 let fut = std::pin::pin!(async move {
+                    let left = Arc::new(Mutex::new(Vec::new()));
                     let stream = SinkStream {
                         items: Box::pin(items_rx.clone()),
                         watch: watch.clone(),
+                        left: Arc::clone(&left),
                     };
                     let run = async { Some(make(stream).await) };
                     let stop = async {
@@ -250,14 +260,20 @@ impl<R: Runtime> Bridge<R> {
                         Ok(None) => return,
                         Err(payload) => Err(payload),
                     };
-                    // The stream ends with the consumer: later sends fail and
-                    // give their item back; the items it left are the
-                    // caller's to take.
-                    items_rx.close();
-                    let mut unsent = Vec::new();
-                    while let Ok(item) = items_rx.try_recv() {
-                        unsent.push(item);
+                    // A consumer that returned with its stream: the stream
+                    // ends, later sends fail and give their item back, and
+                    // the items it left are the caller's to take. A consumer
+                    // that handed its stream to someone else (a request
+                    // body) leaves the stream to them: it ends with `close`.
+                    if items_rx.receiver_count() == 1 {
+                        items_rx.close();
+                        let mut left = lock(&left);
+                        while let Ok(item) = items_rx.try_recv() {
+                            left.push(item);
+                        }
                     }
+                    drop(items_rx);
+                    let unsent = std::mem::take(&mut *lock(&left));
                     if let Err(undelivered) = done_tx.try_send((out, unsent)) {
                         // The sink is gone: dropped here, in the runtime's
                         // context.
@@ -355,7 +371,10 @@ impl<T, O> BlockingSink<T, O> {
     }
 
     /// Like [`close`](Self::close), and gives back the items that `send`
-    /// queued and the consumer left unread, in order.
+    /// queued and the consumer left unread, in order, when it returned with
+    /// its stream. (A consumer that handed its stream to another task, a
+    /// request body, left the stream to that task: the stream ends there
+    /// with `close`, and what it leaves unread is dropped where it is.)
     ///
     /// # Examples
     ///
