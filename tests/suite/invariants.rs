@@ -1,0 +1,2683 @@
+//! Randomized invariant tests for every both-ways type of the crate:
+//! [`Bridge::writer`], [`Bridge::sink`] (its plain stream and
+//! [`SinkStream::results`](executor_bridge::SinkStream::results)),
+//! [`Bridge::io`] (step by step against `std::io::Cursor`),
+//! [`Bridge::reader`], [`Bridge::iter`] (capacity 0 and 3) and
+//! [`Bridge::iter_direct`], on every adapter, from random calling contexts.
+//!
+//! The async peers inject faults: `Pending` with a wake at once, later from a
+//! timer thread, or from a thread of their own; partial reads and writes;
+//! errors at a chosen byte or item; panics in a poll or in `Drop`. The
+//! blocking side writes, sends, reads and polls in random sizes, flushes,
+//! closes, returns early (a drop without `close`), or panics mid-way.
+//!
+//! Every case is a small struct generated from its seed and printed with
+//! `{:?}` when it fails. The seeds are fixed: `EB_SEED=<seed>` replays one
+//! case (on the adapters the test filter selects), `EB_CASES=<factor>`
+//! scales the number of cases (`EB_CASES=10` for a long run, `0.1` for a
+//! quick one). Each test prints its case count and time (`--nocapture`).
+//!
+//! Cases run in batches, each under a watchdog on a bridge of its own whose
+//! threads are named after the test: after a batch every thread of that name
+//! must be gone, and the process must not have grown its thread count (with
+//! slack for the tests running beside this one).
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io::{self, BufRead, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::panic::{self, catch_unwind, panic_any, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Once};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use executor_bridge::{BlockingIter, BlockingSink, Bridge, Builder, SendError};
+use futures_lite::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite, Stream, StreamExt};
+
+use crate::common::TestRuntime;
+use crate::common::{eventually, message, per_runtime, thread_names, threads_named, watchdog, Ctx};
+
+// ===========================================================================
+// The machinery: a PRNG, seeds, batches, the watchdog, thread checks.
+// ===========================================================================
+
+/// The seed every run starts from unless `EB_SEED` replays one case.
+const BASE_SEED: u64 = 0x1DEA_5EED_2024_0B1D;
+/// Cases per bridge (and per watchdog).
+const BATCH: usize = 25;
+/// A batch that takes longer has hung.
+const BATCH_SECS: u64 = 40;
+/// Threads the process may have gained across a test: the tests running
+/// beside it start and stop their own.
+const THREAD_SLACK: usize = 96;
+/// How long an abort or a drop may take to reach the peer.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Failing cases of the default run that are code defects (reported, not
+/// fixed here): `(test, seed)`. They are skipped unless `EB_SEED` replays
+/// them.
+const KNOWN_DEFECTS: &[(&str, u64)] = &[];
+
+/// xorshift64*, seeded through splitmix64.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(splitmix(seed) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// In `0..n` (0 if `n` is 0).
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+
+    /// In `lo..=hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below((hi - lo) as u64 + 1) as usize
+    }
+
+    /// True `per_mille` times in a thousand.
+    fn chance(&mut self, per_mille: u32) -> bool {
+        self.below(1000) < u64::from(per_mille)
+    }
+
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut out = vec![0; n];
+        for chunk in out.chunks_mut(8) {
+            let x = self.next().to_le_bytes();
+            chunk.copy_from_slice(&x[..chunk.len()]);
+        }
+        out
+    }
+}
+
+/// What a case saw (its outcomes), counted over a test's cases.
+type Tags = Vec<&'static str>;
+
+/// A case of a test: generated from its seed, printed when it fails.
+trait Case: fmt::Debug + Clone + Send + 'static {
+    fn generate(seed: u64, rng: &mut Rng) -> Self;
+}
+
+/// What the peers of one batch share.
+#[derive(Clone)]
+struct Env {
+    /// Thread name prefix of the batch's bridge and helper threads.
+    prefix: String,
+    alarm: Alarm,
+}
+
+/// `EB_CASES`: a factor on every test's case count.
+fn scale(default: usize) -> usize {
+    let factor = std::env::var("EB_CASES")
+        .ok()
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("EB_CASES={v:?}: expected a number (a factor)"))
+        })
+        .unwrap_or(1.0);
+    ((default as f64 * factor).round() as usize).max(1)
+}
+
+/// `EB_SEED`: one case to replay (decimal or 0x-hex).
+fn replay_seed() -> Option<u64> {
+    let v = std::env::var("EB_SEED").ok()?;
+    let v = v.trim();
+    let parsed = match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => v.replace('_', "").parse(),
+    };
+    Some(parsed.unwrap_or_else(|_| panic!("EB_SEED={v:?}: expected a seed")))
+}
+
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// The payload of every panic the tests inject (the peers' and the user's):
+/// who panicked, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Injected {
+    by: &'static str,
+    at: u64,
+}
+
+/// Raises `inj`, first recording it with `record`.
+fn inject(inj: Injected) -> ! {
+    panic_any(inj)
+}
+
+fn injected(payload: &(dyn Any + Send)) -> Option<Injected> {
+    payload.downcast_ref::<Injected>().cloned()
+}
+
+fn text(payload: &(dyn Any + Send)) -> String {
+    match injected(payload) {
+        Some(inj) => format!("{inj:?}"),
+        None => message(payload).unwrap_or_else(|| "<a payload of another type>".to_owned()),
+    }
+}
+
+/// Injected panics are expected by the thousand: the panic hook stays quiet
+/// about them (every other panic is reported as before).
+fn quiet_injected_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Injected>() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f`, catching a panic.
+fn attempt<T>(f: impl FnOnce() -> T) -> Result<T, Box<dyn Any + Send>> {
+    catch_unwind(AssertUnwindSafe(f))
+}
+
+/// Runs the cases of one test on the adapter `R`: `build` sets up each
+/// batch's bridge, `check` runs one case and panics if an invariant fails.
+fn drive<R: TestRuntime, C: Case>(
+    test: &'static str,
+    tag: &str,
+    default_cases: usize,
+    build: fn(Builder<R>) -> Builder<R>,
+    check: fn(&Bridge<R>, &Env, &C) -> Tags,
+) {
+    quiet_injected_panics();
+    let prefix = format!("{tag}{}", &R::NAME[..1]);
+    let replay = replay_seed();
+    let seeds: Vec<(usize, u64)> = match replay {
+        Some(seed) => vec![(0, seed)],
+        None => {
+            let base = BASE_SEED ^ name_hash(test);
+            (0..scale(default_cases))
+                .map(|i| (i, splitmix(base.wrapping_add(i as u64))))
+                .filter(|&(_, seed)| !KNOWN_DEFECTS.contains(&(test, seed)))
+                .collect()
+        }
+    };
+    let threads_before = thread_names().len();
+    let started = Instant::now();
+    // How many cases saw each outcome: a generator that never reaches one
+    // shows here.
+    let mut tags = BTreeMap::<&'static str, usize>::new();
+    for batch in seeds.chunks(BATCH) {
+        let batch = batch.to_vec();
+        let now = Arc::new(Mutex::new(String::from("starting the batch")));
+        let (now2, prefix2) = (Arc::clone(&now), prefix.clone());
+        let ran = attempt(|| {
+            watchdog(BATCH_SECS, move || {
+                let mut seen = BTreeMap::<&'static str, usize>::new();
+                let bridge = build(Bridge::builder(R::make()).thread_name(&prefix2)).build();
+                let env = Env {
+                    alarm: Alarm::start(format!("{prefix2}+a")),
+                    prefix: prefix2,
+                };
+                for (i, seed) in batch {
+                    let case = C::generate(seed, &mut Rng::new(seed));
+                    *lock(&now2) = format!("case {i}, EB_SEED={seed:#x}: {case:?}");
+                    let t0 = Instant::now();
+                    let out = attempt(|| check(&bridge, &env, &case));
+                    if std::env::var("EB_SLOW").is_ok() && t0.elapsed() > Duration::from_millis(20)
+                    {
+                        println!("SLOW {:?} {case:?}", t0.elapsed());
+                    }
+                    match out {
+                        Ok(tags) => {
+                            for tag in tags {
+                                *seen.entry(tag).or_insert(0) += 1;
+                            }
+                        }
+                        Err(payload) => panic!(
+                            "invariants::{test} [{rt}] case {i} failed: {msg}\n\
+                             replay: EB_SEED={seed:#x} cargo test --all-features --test suite \
+                             invariants::{test}::\n{case:#?}",
+                            rt = R::NAME,
+                            msg = text(&*payload),
+                        ),
+                    }
+                }
+                seen
+            })
+        });
+        match ran {
+            Ok(seen) => {
+                for (tag, n) in seen {
+                    *tags.entry(tag).or_insert(0) += n;
+                }
+            }
+            Err(payload) => {
+                let msg = text(&*payload);
+                if msg.starts_with("watchdog") {
+                    panic!("invariants::{test} [{}]: {msg}, in {}", R::NAME, lock(&now));
+                }
+                resume_unwind(payload);
+            }
+        }
+        assert!(
+            eventually(SETTLE, || threads_named(&prefix) == 0),
+            "invariants::{test} [{}]: threads left after a batch: {:?}",
+            R::NAME,
+            thread_names()
+                .into_iter()
+                .filter(|n| n.starts_with(&prefix))
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        eventually(SETTLE, || thread_names().len()
+            <= threads_before + THREAD_SLACK),
+        "invariants::{test} [{}]: the process went from {threads_before} threads to {}",
+        R::NAME,
+        thread_names().len()
+    );
+    println!(
+        "invariants::{test} [{}]: {} cases in {:.2?}; {tags:?}",
+        R::NAME,
+        seeds.len(),
+        started.elapsed()
+    );
+}
+
+/// A calling context for a case: mostly the cheap ones.
+fn gen_ctx(rng: &mut Rng) -> Ctx {
+    match rng.below(100) {
+        0..=44 => Ctx::Plain,
+        45..=64 => Ctx::Nested,
+        65..=79 => Ctx::FuturesBlockOn,
+        _ => rng.pick(&Ctx::all()),
+    }
+}
+
+/// An error kind a peer fails with (never `Interrupted`, which readers
+/// retry by convention).
+fn gen_kind(rng: &mut Rng) -> ErrorKind {
+    rng.pick(&[
+        ErrorKind::Other,
+        ErrorKind::BrokenPipe,
+        ErrorKind::ConnectionReset,
+        ErrorKind::InvalidData,
+        ErrorKind::TimedOut,
+        ErrorKind::UnexpectedEof,
+        ErrorKind::PermissionDenied,
+        ErrorKind::WouldBlock,
+    ])
+}
+
+/// How often a peer returns `Pending`, per mille of its polls.
+fn gen_pending(rng: &mut Rng) -> u32 {
+    rng.pick(&[0, 20, 100, 300, 500])
+}
+
+/// As [`gen_pending`], for a peer polled about `polls` times: some 40
+/// `Pending`s at most, so that a case stays short.
+fn gen_pending_for(rng: &mut Rng, polls: usize) -> u32 {
+    let most = (40_000 / polls.max(1)).max(1);
+    gen_pending(rng).min(u32::try_from(most).unwrap_or(u32::MAX))
+}
+
+// ===========================================================================
+// Fault injection: late wakes from a timer thread or a thread of their own.
+// ===========================================================================
+
+/// A timer thread that wakes wakers at their deadlines; it exits when the
+/// last handle is dropped (waking whatever is left).
+#[derive(Clone)]
+struct Alarm(mpsc::Sender<(Instant, Waker)>);
+
+impl Alarm {
+    fn start(name: String) -> Alarm {
+        let (tx, rx) = mpsc::channel::<(Instant, Waker)>();
+        thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let mut due: BTreeMap<(Instant, u64), Waker> = BTreeMap::new();
+                let mut n = 0u64;
+                loop {
+                    let now = Instant::now();
+                    while let Some(entry) = due.first_entry() {
+                        if entry.key().0 > now {
+                            break;
+                        }
+                        entry.remove().wake();
+                    }
+                    let got = match due.keys().next() {
+                        Some(&(at, _)) => rx.recv_timeout(at.saturating_duration_since(now)),
+                        None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    };
+                    match got {
+                        Ok((at, waker)) => {
+                            n += 1;
+                            due.insert((at, n), waker);
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            due.into_values().for_each(Waker::wake);
+                            return;
+                        }
+                    }
+                }
+            })
+            .expect("spawn the alarm thread");
+        Alarm(tx)
+    }
+
+    fn wake_after(&self, d: Duration, waker: Waker) {
+        if let Err(mpsc::SendError((_, waker))) = self.0.send((Instant::now() + d, waker)) {
+            waker.wake();
+        }
+    }
+}
+
+/// A peer's source of trouble.
+struct Faults {
+    rng: Rng,
+    /// Per mille of polls that return `Pending`.
+    pending: u32,
+    alarm: Alarm,
+    /// Name of the threads that wake it.
+    waker_name: String,
+}
+
+impl Faults {
+    fn new(seed: u64, pending: u32, env: &Env) -> Faults {
+        Faults {
+            rng: Rng::new(seed),
+            pending,
+            alarm: env.alarm.clone(),
+            waker_name: format!("{}+t", env.prefix),
+        }
+    }
+
+    /// Whether this poll returns `Pending`; if so, a wake is on its way: at
+    /// once, from the timer thread, or from a thread started for it.
+    fn pending(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.pending == 0 || !self.rng.chance(self.pending) {
+            return false;
+        }
+        let waker = cx.waker().clone();
+        let late = Duration::from_micros(self.rng.below(400));
+        match self.rng.below(100) {
+            0..=34 => waker.wake(),
+            35..=94 => self.alarm.wake_after(late, waker),
+            _ => {
+                thread::Builder::new()
+                    .name(self.waker_name.clone())
+                    .spawn(move || {
+                        thread::sleep(late);
+                        waker.wake();
+                    })
+                    .expect("spawn a waking thread");
+            }
+        }
+        true
+    }
+
+    /// Awaits an injected `Pending` or two (or none).
+    async fn stall(&mut self) {
+        poll_fn(|cx| {
+            if self.pending(cx) {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    /// At most `n`, at least 1 (if `n` is): a partial read or write.
+    fn partial(&mut self, n: usize, max: usize) -> usize {
+        n.min(self.rng.range(1, max.max(1)))
+    }
+}
+
+/// What one blocking call did.
+enum Got<T> {
+    Ok(T),
+    Err(ErrorKind, String),
+    Panic(Box<dyn Any + Send>),
+}
+
+impl<T> Got<T> {
+    fn of(f: impl FnOnce() -> io::Result<T>) -> Got<T> {
+        match attempt(f) {
+            Ok(Ok(v)) => Got::Ok(v),
+            Ok(Err(e)) => Got::Err(e.kind(), e.to_string()),
+            Err(payload) => Got::Panic(payload),
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Got<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Got::Ok(v) => write!(f, "Ok({v:?})"),
+            Got::Err(kind, msg) => write!(f, "Err({kind:?}, {msg:?})"),
+            Got::Panic(p) => write!(f, "Panic({})", text(&**p)),
+        }
+    }
+}
+
+/// Drops `value` as the user's code panics with it held; checks the panic
+/// that comes out is the user's.
+#[track_caller]
+fn panic_holding<T>(value: T, step: usize) {
+    let out = attempt(move || {
+        let _held = value;
+        inject(Injected {
+            by: "user",
+            at: step as u64,
+        })
+    });
+    let payload = out.expect_err("the user's panic");
+    assert_eq!(
+        injected(&*payload),
+        Some(Injected {
+            by: "user",
+            at: step as u64
+        }),
+        "a panic during the user's unwind replaced the user's: {}",
+        text(&*payload)
+    );
+}
+
+// ===========================================================================
+// Bridge::writer
+// ===========================================================================
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WOp {
+    /// `write` until this many bytes are taken (or it fails).
+    Write(usize),
+    Flush,
+    Close,
+    /// A `?` returned early: the writer dropped without `close`.
+    Return,
+    /// The user's code panics with the writer held.
+    Panic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WPanic {
+    /// In `poll_write`, once it took this many bytes.
+    Write(u64),
+    /// In the n-th `poll_flush` (from 0).
+    Flush(u32),
+    Close,
+    Drop,
+}
+
+/// The async writer's script.
+#[derive(Clone, Debug)]
+struct WPeer {
+    /// A `poll_write` takes at most this many bytes (at least 1).
+    max_write: usize,
+    pending: u32,
+    /// `poll_write` fails once it took this many bytes, and for good.
+    error_at: Option<(u64, ErrorKind)>,
+    /// The n-th `poll_flush` (from 0) fails.
+    flush_error: Option<(u32, ErrorKind)>,
+    close_error: Option<ErrorKind>,
+    panic: Option<WPanic>,
+}
+
+#[derive(Clone, Debug)]
+struct WriterCase {
+    seed: u64,
+    ctx: Ctx,
+    ops: Vec<WOp>,
+    peer: WPeer,
+}
+
+fn gen_write_len(rng: &mut Rng) -> usize {
+    match rng.below(100) {
+        0..=59 => rng.range(1, 300),
+        60..=84 => rng.range(301, 9_000),
+        85..=96 => rng.range(9_001, 70_000),
+        _ => rng.range(70_001, 700_000),
+    }
+}
+
+impl Case for WriterCase {
+    fn generate(seed: u64, rng: &mut Rng) -> Self {
+        let mut ops = Vec::new();
+        for _ in 0..rng.range(0, 12) {
+            ops.push(if rng.chance(200) {
+                WOp::Flush
+            } else {
+                WOp::Write(gen_write_len(rng))
+            });
+        }
+        let end = rng.pick(&[WOp::Close, WOp::Close, WOp::Return, WOp::Panic]);
+        ops.push(end);
+        if end == WOp::Close {
+            for _ in 0..rng.range(0, 3) {
+                ops.push(rng.pick(&[WOp::Write(10), WOp::Flush, WOp::Close]));
+            }
+        }
+        let total: usize = ops
+            .iter()
+            .map(|op| if let WOp::Write(n) = op { *n } else { 0 })
+            .sum();
+        let at = |rng: &mut Rng| rng.below(total as u64 + 2);
+        let flushes = ops.iter().filter(|op| **op == WOp::Flush).count() as u64;
+        // Many bytes: bigger polls.
+        let max_write = if total > 50_000 {
+            rng.pick(&[512, 4096, 1 << 20])
+        } else {
+            rng.pick(&[1, 7, 512, 4096, 1 << 20])
+        };
+        let peer = WPeer {
+            max_write,
+            pending: gen_pending_for(rng, total / max_write.min(64 * 1024).div_ceil(2)),
+            error_at: rng.chance(250).then(|| (at(rng), gen_kind(rng))),
+            flush_error: rng
+                .chance(100)
+                .then(|| (rng.below(flushes + 1) as u32, gen_kind(rng))),
+            close_error: rng.chance(100).then(|| gen_kind(rng)),
+            panic: match rng.below(100) {
+                0..=9 => Some(WPanic::Write(at(rng))),
+                10..=13 => Some(WPanic::Flush(rng.below(flushes + 1) as u32)),
+                14..=17 => Some(WPanic::Close),
+                18..=24 => Some(WPanic::Drop),
+                _ => None,
+            },
+        };
+        WriterCase {
+            seed,
+            ctx: gen_ctx(rng),
+            ops,
+            peer,
+        }
+    }
+}
+
+/// What the async writer saw.
+#[derive(Debug, Default)]
+struct WLog {
+    received: Vec<u8>,
+    /// The error it failed with (it fails for good).
+    error: Option<(ErrorKind, String)>,
+    /// The panic it raised.
+    panic: Option<Injected>,
+    close_polled: bool,
+    /// `poll_close` returned `Ok`.
+    closed_clean: bool,
+    dropped: bool,
+    /// What a sink must never see.
+    violations: Vec<String>,
+}
+
+impl WLog {
+    fn failed(&self) -> bool {
+        self.error.is_some() || self.panic.is_some()
+    }
+}
+
+struct WriterPeer {
+    script: WPeer,
+    faults: Faults,
+    log: Arc<Mutex<WLog>>,
+    written: u64,
+    flushes: u32,
+}
+
+impl WriterPeer {
+    fn fail(&self, log: &mut WLog, kind: ErrorKind, what: &str) -> io::Error {
+        let msg = format!("injected {what} error after {} bytes", self.written);
+        log.error = Some((kind, msg.clone()));
+        io::Error::new(kind, msg)
+    }
+
+    fn panic(&self, mut log: MutexGuard<'_, WLog>, by: &'static str) -> ! {
+        let inj = Injected {
+            by,
+            at: self.written,
+        };
+        log.panic = Some(inj.clone());
+        drop(log);
+        inject(inj)
+    }
+}
+
+impl AsyncWrite for WriterPeer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.faults.pending(cx) {
+            return Poll::Pending;
+        }
+        let mut log = lock(&this.log);
+        if log.close_polled {
+            log.violations.push("poll_write after poll_close".into());
+        }
+        if let Some((kind, msg)) = &log.error {
+            return Poll::Ready(Err(io::Error::new(*kind, msg.clone())));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut n = this.faults.partial(buf.len(), this.script.max_write);
+        if let Some((at, kind)) = this.script.error_at {
+            if this.written == at {
+                return Poll::Ready(Err(this.fail(&mut log, kind, "write")));
+            }
+            if at > this.written {
+                n = n.min((at - this.written) as usize);
+            }
+        }
+        if let Some(WPanic::Write(at)) = this.script.panic {
+            if this.written == at {
+                this.panic(log, "writer poll_write");
+            }
+            if at > this.written {
+                n = n.min((at - this.written) as usize);
+            }
+        }
+        log.received.extend_from_slice(&buf[..n]);
+        this.written += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.faults.pending(cx) {
+            return Poll::Pending;
+        }
+        let mut log = lock(&this.log);
+        if let Some((kind, msg)) = &log.error {
+            return Poll::Ready(Err(io::Error::new(*kind, msg.clone())));
+        }
+        let n = this.flushes;
+        this.flushes += 1;
+        if let Some((at, kind)) = this.script.flush_error {
+            if at == n {
+                return Poll::Ready(Err(this.fail(&mut log, kind, "flush")));
+            }
+        }
+        if this.script.panic == Some(WPanic::Flush(n)) {
+            this.panic(log, "writer poll_flush");
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.faults.pending(cx) {
+            return Poll::Pending;
+        }
+        let mut log = lock(&this.log);
+        if log.failed() && !log.close_polled {
+            log.violations
+                .push("poll_close after the sink failed".into());
+        }
+        log.close_polled = true;
+        if let Some((kind, msg)) = &log.error {
+            return Poll::Ready(Err(io::Error::new(*kind, msg.clone())));
+        }
+        if let Some(kind) = this.script.close_error {
+            return Poll::Ready(Err(this.fail(&mut log, kind, "close")));
+        }
+        if this.script.panic == Some(WPanic::Close) {
+            this.panic(log, "writer poll_close");
+        }
+        log.closed_clean = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for WriterPeer {
+    fn drop(&mut self) {
+        let mut log = lock(&self.log);
+        log.dropped = true;
+        if self.script.panic == Some(WPanic::Drop) && !thread::panicking() {
+            self.panic(log, "writer drop");
+        }
+    }
+}
+
+/// `write` until all of `buf` is taken, counting what was.
+fn write_counted(w: &mut impl Write, buf: &[u8], accepted: &mut usize) -> io::Result<()> {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let n = w.write(rest)?;
+        assert!(
+            n > 0 && n <= rest.len(),
+            "write took {n} of {} bytes",
+            rest.len()
+        );
+        *accepted += n;
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+fn writer<R: TestRuntime>() {
+    drive::<R, WriterCase>(
+        "writer",
+        "ivWr",
+        110,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx.run(bridge, move |b| writer_case(&b, &env, &case))
+        },
+    );
+}
+
+fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> Tags {
+    let total: usize = case
+        .ops
+        .iter()
+        .map(|op| if let WOp::Write(n) = op { *n } else { 0 })
+        .sum();
+    let data = Rng::new(case.seed ^ 0xDA7A).bytes(total);
+    let log = Arc::new(Mutex::new(WLog::default()));
+    let peer = WriterPeer {
+        script: case.peer.clone(),
+        faults: Faults::new(case.seed ^ 0xFA17, case.peer.pending, env),
+        log: Arc::clone(&log),
+        written: 0,
+        flushes: 0,
+    };
+    let mut w = Some(b.writer(move || peer));
+    // Bytes `write` took.
+    let mut accepted = 0usize;
+    // The first error the user saw, and whether the peer's panic resumed.
+    let mut first_err: Option<(ErrorKind, String)> = None;
+    let mut resumed = false;
+    let mut user_closed = false;
+    let mut close_ok = false;
+    let mut aborted = false;
+    let mut tags = Tags::new();
+    for (step, &op) in case.ops.iter().enumerate() {
+        let at = || format!("step {step} ({op:?})");
+        let writer = match op {
+            WOp::Return => {
+                drop(w.take());
+                aborted = true;
+                break;
+            }
+            WOp::Panic => {
+                panic_holding(w.take(), step);
+                aborted = true;
+                break;
+            }
+            _ => w.as_mut().expect("the writer"),
+        };
+        // Once the peer failed and the writer knows it, the next call fails.
+        let must_fail = lock(&log).failed() && !close_ok && {
+            let known = eventually(SETTLE, || format!("{writer:?}").contains("failed: true"));
+            assert!(
+                known,
+                "{}: the peer failed; the writer never knew: {:?}",
+                at(),
+                lock(&log)
+            );
+            tags.push("a call after a known failure");
+            true
+        };
+        let got = Got::of(|| match op {
+            WOp::Write(n) => write_counted(writer, &data[accepted..accepted + n], &mut accepted),
+            WOp::Flush => writer.flush(),
+            _ => writer.close(),
+        });
+        if op == WOp::Close {
+            user_closed = true;
+        }
+        match got {
+            Got::Panic(payload) => {
+                let peer_panic = lock(&log).panic.clone();
+                assert!(
+                    peer_panic.is_some() && injected(&*payload) == peer_panic,
+                    "{}: a panic that is not the peer's: {} (the peer's: {peer_panic:?})",
+                    at(),
+                    text(&*payload)
+                );
+                assert!(!resumed, "{}: the peer's panic resumed twice", at());
+                resumed = true;
+            }
+            Got::Ok(()) => {
+                assert!(
+                    !must_fail,
+                    "{}: Ok although the peer had failed: {:?}",
+                    at(),
+                    lock(&log)
+                );
+                assert!(
+                    first_err.is_none() && !resumed,
+                    "{}: Ok after a failure ({first_err:?}, panic resumed: {resumed})",
+                    at()
+                );
+                let l = lock(&log);
+                match op {
+                    WOp::Write(_) => assert!(!close_ok, "{}: a write after close took bytes", at()),
+                    WOp::Flush => {
+                        assert!(!close_ok, "{}: a flush after close succeeded", at());
+                        assert!(!l.failed(), "{}: flush Ok, the peer failed: {l:?}", at());
+                        assert_eq!(
+                            l.received.len(),
+                            accepted,
+                            "{}: flush returned before every byte reached the peer",
+                            at()
+                        );
+                    }
+                    _ if close_ok => {}
+                    _ => {
+                        assert!(
+                            l.closed_clean && l.dropped && !l.failed(),
+                            "{}: close Ok, but the peer: closed {}, dropped {}, failed {:?} {:?}",
+                            at(),
+                            l.closed_clean,
+                            l.dropped,
+                            l.error,
+                            l.panic
+                        );
+                        assert_eq!(l.received.len(), accepted, "{}: close lost bytes", at());
+                        close_ok = true;
+                    }
+                }
+            }
+            Got::Err(kind, msg) => {
+                if close_ok {
+                    assert!(
+                        op != WOp::Close && kind == ErrorKind::BrokenPipe,
+                        "{}: after a clean close: Err({kind:?}, {msg})",
+                        at()
+                    );
+                } else if resumed {
+                    assert_eq!(kind, ErrorKind::Other, "{}: after the panic: {msg}", at());
+                } else {
+                    let peer_err = lock(&log).error.clone();
+                    assert_eq!(
+                        Some((kind, msg.clone())),
+                        peer_err,
+                        "{}: an error that is not the peer's",
+                        at()
+                    );
+                    if let Some(first) = &first_err {
+                        assert_eq!(
+                            first,
+                            &(kind, msg.clone()),
+                            "{}: another error than before",
+                            at()
+                        );
+                    }
+                    first_err = Some((kind, msg));
+                }
+            }
+        }
+    }
+    drop(w);
+    assert!(
+        eventually(SETTLE, || lock(&log).dropped),
+        "the peer was never dropped"
+    );
+    let l = lock(&log);
+    assert!(l.violations.is_empty(), "the peer saw: {:?}", l.violations);
+    assert!(
+        l.received.len() <= accepted && l.received[..] == data[..l.received.len()],
+        "the peer received {} bytes, not a prefix of the {accepted} written",
+        l.received.len()
+    );
+    if aborted {
+        assert!(!l.close_polled, "aborted, yet the peer was closed");
+    }
+    assert!(!l.close_polled || user_closed, "closed without close");
+    if user_closed {
+        let peer_failed = l.failed();
+        assert_eq!(
+            l.closed_clean && !peer_failed,
+            close_ok,
+            "close: the peer closed cleanly: {}, failed: {:?} {:?}; close Ok: {close_ok}",
+            l.closed_clean,
+            l.error,
+            l.panic
+        );
+        if peer_failed {
+            assert!(
+                first_err.is_some() || resumed,
+                "the peer failed ({:?} {:?}) and the user never heard",
+                l.error,
+                l.panic
+            );
+        }
+    }
+    tags.push(match (close_ok, user_closed, aborted) {
+        (true, ..) => "closed",
+        (_, true, _) => "close failed",
+        _ => "aborted",
+    });
+    if aborted && l.received.len() < accepted {
+        tags.push("aborted with bytes unwritten");
+    }
+    if first_err.is_some() {
+        tags.push("error reached the user");
+    }
+    if resumed {
+        tags.push("panic resumed");
+    }
+    tags
+}
+
+// ===========================================================================
+// Bridge::sink
+// ===========================================================================
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SOp {
+    /// Send this many items (numbered on).
+    Send(usize),
+    Close,
+    CloseWithUnsent,
+    Return,
+    Panic,
+}
+
+/// Where the consumer reads its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SMode {
+    /// In the consumer itself.
+    Direct,
+    /// On a thread the consumer hands the stream to, as a request body is
+    /// read by another task; the consumer waits for it.
+    Handoff,
+}
+
+#[derive(Clone, Debug)]
+struct SConsumer {
+    /// Returns once it received this many items.
+    stop_after: Option<usize>,
+    /// Panics once it received this many items.
+    panic_at: Option<usize>,
+    /// Something it owns panics in `Drop`.
+    drop_panic: bool,
+    pending: u32,
+}
+
+#[derive(Clone, Debug)]
+struct SinkCase {
+    seed: u64,
+    ctx: Ctx,
+    capacity: usize,
+    mode: SMode,
+    ops: Vec<SOp>,
+    consumer: SConsumer,
+}
+
+impl Case for SinkCase {
+    fn generate(seed: u64, rng: &mut Rng) -> Self {
+        let mut ops = Vec::new();
+        let mut total = 0;
+        for _ in 0..rng.range(0, 8) {
+            let n = rng.pick(&[1, 1, 2, 5, 20, 100]);
+            total += n;
+            ops.push(SOp::Send(n));
+        }
+        ops.push(rng.pick(&[SOp::Close, SOp::CloseWithUnsent, SOp::Return, SOp::Panic]));
+        let mode = if rng.chance(250) {
+            SMode::Handoff
+        } else {
+            SMode::Direct
+        };
+        let direct = mode == SMode::Direct;
+        let at = |rng: &mut Rng| rng.range(0, total + 1);
+        SinkCase {
+            seed,
+            ctx: gen_ctx(rng),
+            capacity: rng.pick(&[1, 1, 2, 3, 4, 64]),
+            mode,
+            ops,
+            consumer: SConsumer {
+                stop_after: rng.chance(200).then(|| at(rng)),
+                panic_at: (direct && rng.chance(150)).then(|| at(rng)),
+                drop_panic: direct && rng.chance(80),
+                pending: gen_pending(rng),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum End {
+    /// The stream ended (`None`).
+    Clean,
+    /// `results()` ended with this error.
+    Err(ErrorKind, String),
+    /// The handoff thread was told to stop waiting.
+    Stopped,
+}
+
+/// What the consumer saw.
+#[derive(Debug, Default)]
+struct SLog {
+    received: Vec<u32>,
+    end: Option<End>,
+    /// It returned or panicked (on its own, not cancelled).
+    finished: bool,
+    /// Its future was dropped (finished or cancelled).
+    dropped: bool,
+    panic: Option<Injected>,
+    /// The most items it saw waiting.
+    max_queued: usize,
+    handoff_started: bool,
+    handoff_done: bool,
+}
+
+/// Owned by the consumer: records its drop, and may panic there.
+struct SGuard {
+    log: Arc<Mutex<SLog>>,
+    panic: bool,
+}
+
+impl Drop for SGuard {
+    fn drop(&mut self) {
+        let mut log = lock(&self.log);
+        log.dropped = true;
+        if self.panic && !thread::panicking() {
+            let inj = Injected {
+                by: "consumer drop",
+                at: log.received.len() as u64,
+            };
+            if log.panic.is_none() {
+                log.panic = Some(inj.clone());
+            }
+            drop(log);
+            inject(inj);
+        }
+    }
+}
+
+type Items = Pin<Box<dyn Stream<Item = io::Result<u32>> + Send>>;
+
+/// Reads `items` until the script says stop; `None` if told to stop from
+/// outside first.
+async fn drain(
+    mut items: Items,
+    log: &Mutex<SLog>,
+    script: &SConsumer,
+    faults: &mut Faults,
+    stop: Option<async_channel::Receiver<()>>,
+) -> usize {
+    let mut count = 0;
+    loop {
+        if script.panic_at == Some(count) {
+            let inj = Injected {
+                by: "consumer",
+                at: count as u64,
+            };
+            {
+                let mut l = lock(log);
+                l.finished = true;
+                l.panic = Some(inj.clone());
+            }
+            inject(inj);
+        }
+        if script.stop_after == Some(count) {
+            return count;
+        }
+        faults.stall().await;
+        {
+            let queued = items.size_hint().0;
+            let mut l = lock(log);
+            l.max_queued = l.max_queued.max(queued);
+        }
+        let next = async { Some(items.next().await) };
+        let got = match &stop {
+            None => next.await,
+            Some(stop) => {
+                let stopped = async {
+                    let _ = stop.recv().await;
+                    None
+                };
+                futures_lite::future::or(next, stopped).await
+            }
+        };
+        match got {
+            Some(Some(Ok(item))) => {
+                lock(log).received.push(item);
+                count += 1;
+            }
+            Some(Some(Err(e))) => {
+                lock(log).end = Some(End::Err(e.kind(), e.to_string()));
+                return count;
+            }
+            Some(None) => {
+                lock(log).end = Some(End::Clean);
+                return count;
+            }
+            None => {
+                lock(log).end = Some(End::Stopped);
+                return count;
+            }
+        }
+    }
+}
+
+fn sink_stream<R: TestRuntime>() {
+    drive::<R, SinkCase>(
+        "sink_stream",
+        "ivSs",
+        110,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx
+                .run(bridge, move |b| sink_case(&b, &env, &case, false))
+        },
+    );
+}
+
+fn sink_results<R: TestRuntime>() {
+    drive::<R, SinkCase>(
+        "sink_results",
+        "ivSr",
+        110,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx
+                .run(bridge, move |b| sink_case(&b, &env, &case, true))
+        },
+    );
+}
+
+fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results: bool) -> Tags {
+    let log = Arc::new(Mutex::new(SLog::default()));
+    // Dropped at the end of the case: a handoff thread still waiting stops.
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let sink: BlockingSink<u32, usize> = {
+        let (log, script, mode) = (Arc::clone(&log), case.consumer.clone(), case.mode);
+        let mut faults = Faults::new(case.seed ^ 0xC0, script.pending, env);
+        let handoff_name = format!("{}+h", env.prefix);
+        // Made here: a consumer aborted before it started is dropped too.
+        let guard = SGuard {
+            log: Arc::clone(&log),
+            panic: script.drop_panic,
+        };
+        b.sink(
+            case.capacity,
+            move |items| -> Pin<Box<dyn Future<Output = usize>>> {
+                let items: Items = if results {
+                    Box::pin(items.results())
+                } else {
+                    Box::pin(items.map(Ok))
+                };
+                match mode {
+                    SMode::Direct => Box::pin(async move {
+                        let _guard = guard;
+                        let count = drain(items, &log, &script, &mut faults, None).await;
+                        lock(&log).finished = true;
+                        count
+                    }),
+                    SMode::Handoff => Box::pin(async move {
+                        let _guard = guard;
+                        let (done_tx, done_rx) = async_channel::bounded(1);
+                        let log2 = Arc::clone(&log);
+                        lock(&log).handoff_started = true;
+                        thread::Builder::new()
+                            .name(handoff_name)
+                            .spawn(move || {
+                                let count = futures_lite::future::block_on(drain(
+                                    items,
+                                    &log2,
+                                    &script,
+                                    &mut faults,
+                                    Some(stop_rx),
+                                ));
+                                lock(&log2).handoff_done = true;
+                                let _ = done_tx.send_blocking(count);
+                            })
+                            .expect("spawn the handoff thread");
+                        let count = done_rx.recv().await.unwrap_or(usize::MAX);
+                        lock(&log).finished = true;
+                        count
+                    }),
+                }
+            },
+        )
+    };
+    let mut sink = Some(sink);
+    let mut seq = 0u32;
+    let mut ok_sent: Vec<u32> = Vec::new();
+    let mut refused = false;
+    let mut closed = false;
+    let mut aborted = false;
+    let mut tags = Tags::new();
+    let script = &case.consumer;
+    // Where the consumer stops reading on its own (it returns or panics).
+    let stops_at = script.stop_after.into_iter().chain(script.panic_at).min();
+    for (step, &op) in case.ops.iter().enumerate() {
+        let at = || format!("step {step} ({op:?})");
+        match op {
+            SOp::Send(n) => {
+                let s = sink.as_ref().expect("the sink");
+                for _ in 0..n {
+                    match attempt(|| s.send(seq)) {
+                        Err(payload) => panic!("{}: send panicked: {}", at(), text(&*payload)),
+                        Ok(Ok(())) => {
+                            assert!(
+                                !refused,
+                                "{}: item {seq} queued after one was refused",
+                                at()
+                            );
+                            ok_sent.push(seq);
+                        }
+                        Ok(Err(SendError(item))) => {
+                            assert_eq!(item, seq, "{}: another item came back", at());
+                            assert!(
+                                lock(&log).finished,
+                                "{}: item {seq} refused while the consumer reads",
+                                at()
+                            );
+                            if !refused {
+                                tags.push("a send refused");
+                            }
+                            refused = true;
+                        }
+                    }
+                    seq += 1;
+                }
+            }
+            SOp::Close | SOp::CloseWithUnsent => {
+                let s = sink.take().expect("the sink");
+                closed = true;
+                let with_unsent = op == SOp::CloseWithUnsent;
+                let got = attempt(move || {
+                    if with_unsent {
+                        s.close_with_unsent()
+                    } else {
+                        (s.close(), Vec::new())
+                    }
+                });
+                let l = lock(&log);
+                let reads_all = stops_at.is_none_or(|k| k > ok_sent.len());
+                match got {
+                    Err(payload) => {
+                        assert!(
+                            l.panic.is_some() && injected(&*payload) == l.panic,
+                            "{}: a panic that is not the consumer's: {} ({:?})",
+                            at(),
+                            text(&*payload),
+                            l.panic
+                        );
+                        tags.push("close resumed the consumer's panic");
+                    }
+                    Ok((count, unsent)) => {
+                        if !unsent.is_empty() {
+                            tags.push("unsent items came back");
+                        }
+                        assert!(l.panic.is_none(), "{}: the consumer's panic was lost", at());
+                        assert_eq!(count, l.received.len(), "{}: the consumer's output", at());
+                        if with_unsent {
+                            let mut all = l.received.clone();
+                            all.extend(&unsent);
+                            assert_eq!(all, ok_sent, "{}: received + unsent != sent", at());
+                        }
+                    }
+                }
+                if reads_all {
+                    assert_eq!(l.received, ok_sent, "{}: the consumer missed items", at());
+                    assert_eq!(l.end, Some(End::Clean), "{}: the stream did not end", at());
+                } else {
+                    assert_ne!(l.end, Some(End::Clean), "{}: ended past its stop", at());
+                }
+                break;
+            }
+            SOp::Return => {
+                drop(sink.take());
+                aborted = true;
+                break;
+            }
+            SOp::Panic => {
+                panic_holding(sink.take(), step);
+                aborted = true;
+                break;
+            }
+        }
+    }
+    drop(sink);
+    assert!(
+        eventually(SETTLE, || lock(&log).dropped),
+        "the consumer was never dropped: {:?}",
+        lock(&log)
+    );
+    let handed_off = lock(&log).handoff_started;
+    if aborted && handed_off && stops_at.is_none_or(|k| k > ok_sent.len()) {
+        // The handed-off stream outlives the consumer: it yields every item
+        // queued, then `results()` fails and the plain stream waits forever.
+        let all = eventually(SETTLE, || lock(&log).received.len() >= ok_sent.len());
+        assert!(
+            all,
+            "after the abort the handed-off stream lost items: {:?}",
+            lock(&log)
+        );
+        if results {
+            let ended = eventually(SETTLE, || lock(&log).end.is_some());
+            assert!(ended, "after the abort `results()` never ended");
+            let end = lock(&log).end.clone();
+            assert!(
+                matches!(end, Some(End::Err(ErrorKind::ConnectionAborted, _))),
+                "after the abort `results()` ended with {end:?}"
+            );
+        } else {
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+    drop(stop_tx);
+    assert!(
+        eventually(SETTLE, || lock(&log).handoff_done || !handed_off),
+        "the handoff thread never ended: {:?}",
+        lock(&log)
+    );
+    let l = lock(&log);
+    assert_eq!(
+        l.received[..],
+        ok_sent[..l.received.len().min(ok_sent.len())],
+        "the consumer received items not sent, or out of order"
+    );
+    assert!(
+        l.received.len() <= ok_sent.len(),
+        "the consumer received more than was sent"
+    );
+    assert!(
+        l.max_queued <= case.capacity,
+        "{} items waited, capacity {}",
+        l.max_queued,
+        case.capacity
+    );
+    if aborted {
+        assert!(
+            l.end != Some(End::Clean),
+            "the stream ended cleanly after an abort"
+        );
+        if let Some(End::Err(kind, _)) = &l.end {
+            assert!(
+                results && *kind == ErrorKind::ConnectionAborted,
+                "after an abort: {:?}",
+                l.end
+            );
+        }
+    }
+    assert!(closed || aborted, "the case neither closed nor aborted");
+    tags.push(if closed { "closed" } else { "aborted" });
+    if handed_off {
+        tags.push("handed off");
+    }
+    match &l.end {
+        Some(End::Clean) => tags.push("the stream ended"),
+        Some(End::Err(..)) => tags.push("results() failed"),
+        Some(End::Stopped) => tags.push("still waiting after the abort"),
+        None => {}
+    }
+    tags
+}
+
+// ===========================================================================
+// Bridge::io, against std::io::Cursor
+// ===========================================================================
+
+#[derive(Clone, Debug)]
+enum IoOp {
+    /// `read` into `len` bytes; the object reads at most `max` at once.
+    Read {
+        len: usize,
+        max: usize,
+    },
+    /// `write` `len` bytes; the object takes at most `max` at once.
+    Write {
+        len: usize,
+        max: usize,
+    },
+    Fill,
+    /// `consume` this many, at most what `fill_buf` left.
+    Consume(usize),
+    Seek(SeekFrom),
+    Flush,
+    /// The object fails the next time it is called.
+    Fail(ErrorKind),
+    /// The object panics the next time it is called; the rest fails.
+    Panic,
+}
+
+#[derive(Clone, Debug)]
+struct IoCase {
+    seed: u64,
+    ctx: Ctx,
+    /// `Some(capacity)`: a `BufReader` over the cursor (no writes then).
+    buffered: Option<usize>,
+    initial: usize,
+    pending: u32,
+    ops: Vec<IoOp>,
+}
+
+impl Case for IoCase {
+    fn generate(seed: u64, rng: &mut Rng) -> Self {
+        let buffered = rng.chance(300).then(|| rng.pick(&[1, 3, 8, 64]));
+        let initial = rng.pick(&[0, 5, 40, 200, 1000]);
+        let mut ops = Vec::new();
+        let mut len = initial;
+        let n = rng.range(5, 60);
+        while ops.len() < n {
+            let seek = |rng: &mut Rng, len: usize| {
+                let l = len as i64;
+                match rng.below(3) {
+                    0 => SeekFrom::Start(rng.below(len as u64 + 20)),
+                    1 => SeekFrom::End(rng.range(0, len + 30) as i64 - l - 5),
+                    _ => SeekFrom::Current(rng.range(0, 140) as i64 - 70),
+                }
+            };
+            let read = |rng: &mut Rng| IoOp::Read {
+                len: rng.pick(&[1, 2, 7, 30, 100, 5000]),
+                max: rng.pick(&[1, 3, 64, 1 << 20]),
+            };
+            let write = |rng: &mut Rng| IoOp::Write {
+                len: rng.pick(&[1, 2, 7, 30, 100]),
+                max: rng.pick(&[1, 3, 64, 1 << 20]),
+            };
+            let op = match rng.below(100) {
+                0..=19 => read(rng),
+                20..=26 if buffered.is_none() => IoOp::Read { len: 0, max: 1 },
+                27..=44 if buffered.is_none() => {
+                    let op = write(rng);
+                    if let IoOp::Write { len: n, .. } = op {
+                        len += n;
+                    }
+                    op
+                }
+                45..=59 => IoOp::Fill,
+                60..=71 => IoOp::Consume(rng.pick(&[0, 1, 3, 50, 10_000])),
+                72..=87 => IoOp::Seek(seek(rng, len)),
+                88..=91 if buffered.is_none() => IoOp::Flush,
+                92..=96 => {
+                    // A failure armed right before a call that reaches the
+                    // object on both sides.
+                    ops.push(IoOp::Fail(gen_kind(rng)));
+                    match rng.below(4) {
+                        0 if buffered.is_none() => write(rng),
+                        1 if buffered.is_none() => IoOp::Flush,
+                        2 => IoOp::Seek(seek(rng, len)),
+                        _ => read(rng),
+                    }
+                }
+                97 => {
+                    ops.push(IoOp::Panic);
+                    match rng.below(3) {
+                        0 if buffered.is_none() => write(rng),
+                        1 => IoOp::Seek(seek(rng, len)),
+                        _ => read(rng),
+                    }
+                }
+                _ => IoOp::Fill,
+            };
+            ops.push(op);
+        }
+        IoCase {
+            seed,
+            ctx: gen_ctx(rng),
+            buffered,
+            initial,
+            pending: gen_pending(rng),
+            ops,
+        }
+    }
+}
+
+/// What the next call into a [`Flaky`] does; the test arms it between
+/// calls.
+#[derive(Debug)]
+struct Armed {
+    /// Fail the next call.
+    fail: Option<ErrorKind>,
+    /// Panic at the next call.
+    panic: bool,
+    /// Reads and writes take at most this many bytes.
+    max: usize,
+}
+
+impl Armed {
+    fn cell() -> Arc<Mutex<Armed>> {
+        Arc::new(Mutex::new(Armed {
+            fail: None,
+            panic: false,
+            max: usize::MAX,
+        }))
+    }
+}
+
+/// The error a model returns where the async object panics.
+const MODEL_PANIC: &str = "the object panics here";
+
+/// An object over `T` that fails, panics and takes partial reads and writes
+/// as armed. The async one also returns `Pending`; the std model reports
+/// its panic as an error.
+struct Flaky<T> {
+    inner: T,
+    armed: Arc<Mutex<Armed>>,
+    faults: Option<Faults>,
+}
+
+impl<T> Flaky<T> {
+    /// What the next call does before it reaches `inner`: `Some` ends it.
+    fn trip(&mut self, cx: Option<&mut Context<'_>>) -> Option<Poll<io::Error>> {
+        if let (Some(faults), Some(cx)) = (&mut self.faults, cx) {
+            if faults.pending(cx) {
+                return Some(Poll::Pending);
+            }
+        }
+        let mut armed = lock(&self.armed);
+        if std::mem::take(&mut armed.panic) {
+            if self.faults.is_none() {
+                return Some(Poll::Ready(io::Error::other(MODEL_PANIC)));
+            }
+            drop(armed);
+            inject(Injected {
+                by: "io object",
+                at: 0,
+            });
+        }
+        let kind = armed.fail.take()?;
+        Some(Poll::Ready(io::Error::new(kind, "injected io error")))
+    }
+
+    fn cap(&self, n: usize) -> usize {
+        n.min(lock(&self.armed).max.max(1))
+    }
+}
+
+macro_rules! trip {
+    ($this:expr, $cx:expr) => {
+        match $this.trip(Some($cx)) {
+            Some(Poll::Pending) => return Poll::Pending,
+            Some(Poll::Ready(e)) => return Poll::Ready(Err(e)),
+            None => {}
+        }
+    };
+}
+
+macro_rules! trip_std {
+    ($this:expr) => {
+        if let Some(Poll::Ready(e)) = $this.trip(None) {
+            return Err(e);
+        }
+    };
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Flaky<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        trip!(this, cx);
+        let n = this.cap(buf.len());
+        Pin::new(&mut this.inner).poll_read(cx, &mut buf[..n])
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Flaky<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        trip!(this, cx);
+        let n = this.cap(buf.len());
+        Pin::new(&mut this.inner).poll_write(cx, &buf[..n])
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        trip!(this, cx);
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        trip!(this, cx);
+        Pin::new(&mut this.inner).poll_close(cx)
+    }
+}
+
+impl<T: AsyncBufRead + Unpin> AsyncBufRead for Flaky<T> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        trip!(this, cx);
+        Pin::new(&mut this.inner).poll_fill_buf(cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        Pin::new(&mut self.get_mut().inner).consume(amt);
+    }
+}
+
+impl<T: AsyncSeek + Unpin> AsyncSeek for Flaky<T> {
+    fn poll_seek(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        pos: SeekFrom,
+    ) -> Poll<io::Result<u64>> {
+        let this = self.get_mut();
+        trip!(this, cx);
+        Pin::new(&mut this.inner).poll_seek(cx, pos)
+    }
+}
+
+impl<T: Read> Read for Flaky<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        trip_std!(self);
+        let n = self.cap(buf.len());
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+impl<T: Write> Write for Flaky<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        trip_std!(self);
+        let n = self.cap(buf.len());
+        self.inner.write(&buf[..n])
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        trip_std!(self);
+        self.inner.flush()
+    }
+}
+
+impl<T: BufRead> BufRead for Flaky<T> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        trip_std!(self);
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+    }
+}
+
+impl<T: Seek> Seek for Flaky<T> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        trip_std!(self);
+        self.inner.seek(pos)
+    }
+}
+
+/// One step's result, as compared.
+#[derive(Debug, PartialEq, Eq)]
+enum Res {
+    Bytes(Vec<u8>),
+    N(u64),
+    Unit,
+    Err(ErrorKind),
+    /// The model's stand-in for a panic of the object.
+    Panic,
+}
+
+fn res<T>(r: io::Result<T>, f: impl FnOnce(T) -> Res) -> Res {
+    match r {
+        Ok(v) => f(v),
+        Err(e) if e.to_string() == MODEL_PANIC => Res::Panic,
+        Err(e) => Res::Err(e.kind()),
+    }
+}
+
+type AsyncCursor = futures_lite::io::Cursor<Vec<u8>>;
+type StdCursor = io::Cursor<Vec<u8>>;
+type AsyncBuffered = futures_lite::io::BufReader<Flaky<AsyncCursor>>;
+
+/// The object under test, behind `BlockingIo`.
+enum UnderTest {
+    Plain(executor_bridge::BlockingIo<Flaky<AsyncCursor>>),
+    Buffered(executor_bridge::BlockingIo<AsyncBuffered>),
+}
+
+/// The std model it is compared with.
+enum Model {
+    Plain(Flaky<StdCursor>),
+    Buffered(io::BufReader<Flaky<StdCursor>>),
+}
+
+/// Runs one step on either side (`Fail` and `Panic` are armed elsewhere;
+/// `Consume` returns `Unit`).
+macro_rules! step {
+    ($side:expr, $op:expr, $data:expr) => {
+        match $op {
+            IoOp::Read { len, .. } => {
+                let mut buf = vec![0; *len];
+                res($side.read(&mut buf), |n| {
+                    buf.truncate(n);
+                    Res::Bytes(buf)
+                })
+            }
+            IoOp::Fill => res($side.fill_buf(), |b| Res::Bytes(b.to_vec())),
+            IoOp::Consume(n) => {
+                $side.consume(*n);
+                Res::Unit
+            }
+            IoOp::Seek(pos) => res($side.seek(*pos), Res::N),
+            IoOp::Write { .. } | IoOp::Flush | IoOp::Fail(_) | IoOp::Panic => {
+                unreachable!("written elsewhere")
+            }
+        }
+    };
+}
+
+impl UnderTest {
+    fn step(&mut self, op: &IoOp, data: &[u8]) -> Res {
+        match (self, op) {
+            (UnderTest::Plain(io), IoOp::Write { .. }) => res(io.write(data), |n| Res::N(n as u64)),
+            (UnderTest::Plain(io), IoOp::Flush) => res(io.flush(), |()| Res::Unit),
+            (UnderTest::Plain(io), op) => step!(io, op, data),
+            (UnderTest::Buffered(io), op) => step!(io, op, data),
+        }
+    }
+}
+
+impl Model {
+    fn step(&mut self, op: &IoOp, data: &[u8]) -> Res {
+        match (self, op) {
+            (Model::Plain(m), IoOp::Write { .. }) => res(m.write(data), |n| Res::N(n as u64)),
+            (Model::Plain(m), IoOp::Flush) => res(m.flush(), |()| Res::Unit),
+            (Model::Plain(m), op) => step!(m, op, data),
+            (Model::Buffered(m), op) => step!(m, op, data),
+        }
+    }
+}
+
+fn io_vs_cursor<R: TestRuntime>() {
+    drive::<R, IoCase>(
+        "io_vs_cursor",
+        "ivIo",
+        220,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx.run(bridge, move |b| io_case(&b, &env, &case))
+        },
+    );
+}
+
+fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
+    let initial = Rng::new(case.seed ^ 0x10).bytes(case.initial);
+    let mut bytes = Rng::new(case.seed ^ 0x11);
+    let (a_armed, m_armed) = (Armed::cell(), Armed::cell());
+    let obj = Flaky {
+        inner: AsyncCursor::new(initial.clone()),
+        armed: Arc::clone(&a_armed),
+        faults: Some(Faults::new(case.seed ^ 0x12, case.pending, env)),
+    };
+    let model_obj = Flaky {
+        inner: StdCursor::new(initial),
+        armed: Arc::clone(&m_armed),
+        faults: None,
+    };
+    let (mut io, mut model) = match case.buffered {
+        None => (UnderTest::Plain(b.io(obj)), Model::Plain(model_obj)),
+        Some(cap) => (
+            UnderTest::Buffered(b.io(futures_lite::io::BufReader::with_capacity(cap, obj))),
+            Model::Buffered(io::BufReader::with_capacity(cap, model_obj)),
+        ),
+    };
+    // What the last `fill_buf` returned and nothing consumed yet.
+    let mut avail = 0usize;
+    let mut broken = false;
+    let mut trace: Vec<String> = Vec::new();
+    let mut tags: Tags = vec![if case.buffered.is_some() {
+        "over a BufReader"
+    } else {
+        "over the cursor"
+    }];
+    for (step, op) in case.ops.iter().enumerate() {
+        let arm = |f: &dyn Fn(&mut Armed)| {
+            f(&mut lock(&a_armed));
+            f(&mut lock(&m_armed));
+        };
+        match op {
+            IoOp::Fail(kind) => {
+                arm(&|a| a.fail = Some(*kind));
+                continue;
+            }
+            IoOp::Panic => {
+                arm(&|a| a.panic = true);
+                continue;
+            }
+            IoOp::Read { max, .. } | IoOp::Write { max, .. } => arm(&|a| a.max = *max),
+            _ => {}
+        }
+        let data = match op {
+            IoOp::Write { len, .. } => bytes.bytes(*len),
+            _ => Vec::new(),
+        };
+        let op = match op {
+            IoOp::Consume(n) => IoOp::Consume((*n).min(avail)),
+            op => op.clone(),
+        };
+        let got = attempt(|| io.step(&op, &data));
+        let at = |trace: &[String]| format!("step {step} ({op:?}), after {trace:?}");
+        if broken {
+            let got =
+                got.unwrap_or_else(|p| panic!("{}: panicked again: {}", at(&trace), text(&*p)));
+            let fine = match (&op, &got) {
+                (IoOp::Consume(_), Res::Unit) => true,
+                (IoOp::Read { len: 0, .. }, Res::Bytes(b)) => b.is_empty(),
+                (_, Res::Err(kind)) => *kind == ErrorKind::Other,
+                _ => false,
+            };
+            assert!(fine, "{}: after the object's panic: {got:?}", at(&trace));
+            continue;
+        }
+        let expect = model.step(&op, &data);
+        match got {
+            Err(payload) => {
+                assert_eq!(
+                    expect,
+                    Res::Panic,
+                    "{}: panicked: {}",
+                    at(&trace),
+                    text(&*payload)
+                );
+                assert_eq!(
+                    injected(&*payload).map(|i| i.by),
+                    Some("io object"),
+                    "{}: another panic: {}",
+                    at(&trace),
+                    text(&*payload)
+                );
+                broken = true;
+                tags.push("the object panicked");
+            }
+            Ok(got) => assert_eq!(got, expect, "{}: BlockingIo vs std", at(&trace)),
+        }
+        if let Res::Err(kind) = expect {
+            tags.push(if kind == ErrorKind::InvalidInput {
+                "a seek refused"
+            } else {
+                "an injected error"
+            });
+        }
+        avail = match (&op, &expect) {
+            (IoOp::Fill, Res::Bytes(b)) => b.len(),
+            (IoOp::Consume(n), _) => avail - n,
+            _ => 0,
+        };
+        trace.push(format!("{op:?} -> {expect:?}"));
+        if trace.len() > 12 {
+            trace.remove(0);
+        }
+    }
+    let (cursor, position) = match (io, model) {
+        (UnderTest::Plain(io), Model::Plain(m)) => {
+            let obj = match io.into_inner() {
+                Ok(obj) => obj,
+                Err(_) if broken => return tags,
+                Err(_) => panic!("into_inner refused an object that never panicked"),
+            };
+            assert!(!broken, "into_inner gave back an object that panicked");
+            let pos = m.inner.position();
+            (
+                (obj.inner.position(), obj.inner.into_inner()),
+                (pos, m.inner.into_inner()),
+            )
+        }
+        (UnderTest::Buffered(io), Model::Buffered(m)) => {
+            let obj = match io.into_inner() {
+                Ok(obj) => obj.into_inner(),
+                Err(_) if broken => return tags,
+                Err(_) => panic!("into_inner refused an object that never panicked"),
+            };
+            assert!(!broken, "into_inner gave back an object that panicked");
+            let m = m.into_inner();
+            let pos = m.inner.position();
+            (
+                (obj.inner.position(), obj.inner.into_inner()),
+                (pos, m.inner.into_inner()),
+            )
+        }
+        _ => unreachable!("the same kind on both sides"),
+    };
+    assert_eq!(cursor.0, position.0, "the final positions differ");
+    assert!(cursor.1 == position.1, "the final bytes differ");
+    tags.push("the final bytes compared");
+    tags
+}
+
+// ===========================================================================
+// Bridge::reader
+// ===========================================================================
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ROp {
+    /// `read` into this many bytes.
+    Read(usize),
+    /// `fill_buf`, then `consume` this percentage of what it returned.
+    Fill(u8),
+    /// Read until the end, an error or a panic.
+    ToEnd,
+    Return,
+    Panic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RPanic {
+    /// In `poll_read` at this byte.
+    At(usize),
+    /// In `Drop` (seen only where the source ended: at its `Ok(0)`).
+    Drop,
+}
+
+#[derive(Clone, Debug)]
+struct ReaderCase {
+    seed: u64,
+    ctx: Ctx,
+    len: usize,
+    /// `poll_read` fails once at each of these bytes, in order.
+    errors: Vec<(usize, ErrorKind)>,
+    panic: Option<RPanic>,
+    max_read: usize,
+    pending: u32,
+    ops: Vec<ROp>,
+}
+
+impl Case for ReaderCase {
+    fn generate(seed: u64, rng: &mut Rng) -> Self {
+        let len = match rng.below(100) {
+            0..=29 => rng.range(0, 100),
+            30..=69 => rng.range(101, 20_000),
+            70..=94 => rng.range(20_001, 200_000),
+            _ => rng.range(200_001, 600_000),
+        };
+        let mut errors: Vec<(usize, ErrorKind)> = (0..rng.pick(&[0, 0, 1, 2, 5]))
+            .map(|_| (rng.range(0, len), gen_kind(rng)))
+            .collect();
+        errors.sort_by_key(|e| e.0);
+        let panic = match rng.below(100) {
+            0..=11 => Some(RPanic::At(rng.range(0, len))),
+            12..=19 => Some(RPanic::Drop),
+            _ => None,
+        };
+        let mut ops: Vec<ROp> = (0..rng.range(0, 25))
+            .map(|_| match rng.below(10) {
+                0..=4 => ROp::Read(rng.pick(&[0, 1, 10, 1000, 16 * 1024, 40_000])),
+                5..=7 => ROp::Fill(rng.pick(&[0, 10, 50, 100])),
+                _ => ROp::ToEnd,
+            })
+            .collect();
+        if rng.chance(300) {
+            ops.push(rng.pick(&[ROp::Return, ROp::Panic]));
+        }
+        let max_read = match len {
+            0..=5_000 => rng.pick(&[1, 100, 5000, 1 << 20]),
+            5_001..=50_000 => rng.pick(&[100, 5000, 1 << 20]),
+            _ => rng.pick(&[4096, 1 << 20]),
+        };
+        ReaderCase {
+            seed,
+            ctx: gen_ctx(rng),
+            len,
+            errors,
+            panic,
+            max_read,
+            pending: gen_pending_for(rng, len / max_read.min(16 * 1024).div_ceil(2)),
+            ops,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RLog {
+    /// Bytes handed out.
+    pos: usize,
+    panic: Option<Injected>,
+    dropped: bool,
+}
+
+struct Source {
+    data: Arc<Vec<u8>>,
+    errors: Vec<(usize, ErrorKind)>,
+    next_error: usize,
+    panic: Option<RPanic>,
+    max_read: usize,
+    faults: Faults,
+    log: Arc<Mutex<RLog>>,
+    pos: usize,
+}
+
+fn error_message(i: usize, at: usize) -> String {
+    format!("injected error {i} at byte {at}")
+}
+
+impl AsyncRead for Source {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.faults.pending(cx) {
+            return Poll::Pending;
+        }
+        let pos = this.pos;
+        let mut n = this.faults.partial(buf.len(), this.max_read);
+        n = n.min(this.data.len() - pos);
+        if let Some(&(at, kind)) = this.errors.get(this.next_error) {
+            if at == pos {
+                this.next_error += 1;
+                let msg = error_message(this.next_error - 1, at);
+                return Poll::Ready(Err(io::Error::new(kind, msg)));
+            }
+            n = n.min(at - pos);
+        }
+        if let Some(RPanic::At(at)) = this.panic {
+            if at == pos {
+                let inj = Injected {
+                    by: "source poll_read",
+                    at: at as u64,
+                };
+                lock(&this.log).panic = Some(inj.clone());
+                inject(inj);
+            }
+            if at > pos {
+                n = n.min(at - pos);
+            }
+        }
+        buf[..n].copy_from_slice(&this.data[pos..pos + n]);
+        this.pos += n;
+        lock(&this.log).pos = this.pos;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let mut log = lock(&self.log);
+        log.dropped = true;
+        if self.panic == Some(RPanic::Drop) && !thread::panicking() {
+            let inj = Injected {
+                by: "source drop",
+                at: self.pos as u64,
+            };
+            log.panic = Some(inj.clone());
+            drop(log);
+            inject(inj);
+        }
+    }
+}
+
+/// How far a reader may read ahead of its consumer: 8 chunks of 16 KiB
+/// waiting, one being read, one being consumed.
+const READ_AHEAD_BOUND: usize = 10 * 16 * 1024;
+
+fn reader<R: TestRuntime>() {
+    drive::<R, ReaderCase>(
+        "reader",
+        "ivRd",
+        110,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx.run(bridge, move |b| reader_case(&b, &env, &case))
+        },
+    );
+}
+
+/// What the consumer of a reader expects next.
+struct RState<'a> {
+    case: &'a ReaderCase,
+    data: &'a [u8],
+    log: &'a Mutex<RLog>,
+    pos: usize,
+    next_error: usize,
+    /// A panic resumed: every later read fails.
+    broken: bool,
+    /// `Ok(0)` seen.
+    ended: bool,
+}
+
+impl RState<'_> {
+    /// Whether the source has nothing left before its end at `pos`.
+    fn at_end(&self) -> bool {
+        self.pos == self.data.len() && self.next_error == self.case.errors.len()
+    }
+
+    /// Judges one read's outcome (`Ok(bytes)` for a read or a fill); true
+    /// if the reader has nothing more to give.
+    fn judge(&mut self, what: &str, got: Got<Vec<u8>>) -> bool {
+        let pos = self.pos;
+        if self.broken {
+            assert!(
+                matches!(got, Got::Err(..)),
+                "{what} at {pos} after the source's panic: {got:?}"
+            );
+            return true;
+        }
+        match got {
+            Got::Ok(bytes) if bytes.is_empty() => {
+                assert!(
+                    self.at_end() && self.case.panic.is_none(),
+                    "{what}: Ok(0) at byte {pos} of {} (errors seen {}/{}, panic {:?})",
+                    self.data.len(),
+                    self.next_error,
+                    self.case.errors.len(),
+                    self.case.panic
+                );
+                self.ended = true;
+                true
+            }
+            Got::Ok(bytes) => {
+                let end = pos + bytes.len();
+                assert!(
+                    end <= self.data.len() && bytes[..] == self.data[pos..end],
+                    "{what}: bytes {pos}..{end} are not the source's"
+                );
+                if let Some(&(at, _)) = self.case.errors.get(self.next_error) {
+                    assert!(end <= at, "{what}: {pos}..{end} skipped the error at {at}");
+                }
+                if let Some(RPanic::At(at)) = self.case.panic {
+                    assert!(end <= at, "{what}: {pos}..{end} skipped the panic at {at}");
+                }
+                self.pos = end;
+                let ahead = lock(self.log).pos.saturating_sub(self.pos);
+                assert!(
+                    ahead <= READ_AHEAD_BOUND,
+                    "{what}: the source is {ahead} bytes ahead of the consumer"
+                );
+                false
+            }
+            Got::Err(kind, msg) => {
+                let expected = self.case.errors.get(self.next_error);
+                assert!(
+                    expected.is_some_and(|&(at, k)| {
+                        at == pos && k == kind && msg == error_message(self.next_error, at)
+                    }),
+                    "{what}: Err({kind:?}, {msg}) at byte {pos}; expected {expected:?}"
+                );
+                self.next_error += 1;
+                false
+            }
+            Got::Panic(payload) => {
+                let inj = injected(&*payload);
+                let recorded = lock(self.log).panic.clone();
+                assert!(
+                    inj.is_some() && inj == recorded,
+                    "{what}: a panic that is not the source's: {}",
+                    text(&*payload)
+                );
+                match self.case.panic {
+                    Some(RPanic::At(at)) => assert!(
+                        pos == at && self.case.errors[self.next_error..].iter().all(|e| e.0 > at),
+                        "{what}: the panic at byte {at} resumed at byte {pos}"
+                    ),
+                    Some(RPanic::Drop) => assert!(
+                        self.at_end(),
+                        "{what}: the destructor's panic resumed at byte {pos}, before the end"
+                    ),
+                    None => unreachable!("recorded"),
+                }
+                self.broken = true;
+                true
+            }
+        }
+    }
+}
+
+fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> Tags {
+    let data = Arc::new(Rng::new(case.seed ^ 0x2EAD).bytes(case.len));
+    let log = Arc::new(Mutex::new(RLog::default()));
+    let source = Source {
+        data: Arc::clone(&data),
+        errors: case.errors.clone(),
+        next_error: 0,
+        panic: case.panic,
+        max_read: case.max_read,
+        faults: Faults::new(case.seed ^ 0x50, case.pending, env),
+        log: Arc::clone(&log),
+        pos: 0,
+    };
+    let mut r = Some(b.reader(move || source));
+    let mut st = RState {
+        case,
+        data: &data,
+        log: &log,
+        pos: 0,
+        next_error: 0,
+        broken: false,
+        ended: false,
+    };
+    let read = |r: &mut executor_bridge::BlockingReader<Vec<u8>>, len: usize| {
+        Got::of(|| {
+            let mut buf = vec![0; len];
+            let n = r.read(&mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+    };
+    for (step, &op) in case.ops.iter().enumerate() {
+        let what = format!("step {step} ({op:?})");
+        let Some(reader) = r.as_mut() else { break };
+        match op {
+            ROp::Read(0) => {
+                let got = read(reader, 0);
+                assert!(
+                    matches!(&got, Got::Ok(b) if b.is_empty()),
+                    "{what}: an empty read: {got:?}"
+                );
+            }
+            ROp::Read(len) => {
+                st.judge(&what, read(reader, len));
+            }
+            ROp::Fill(pct) => {
+                let got = Got::of(|| reader.fill_buf().map(<[u8]>::to_vec));
+                let filled = match &got {
+                    Got::Ok(b) if !b.is_empty() => Some(b.len()),
+                    _ => None,
+                };
+                let before = st.pos;
+                st.judge(&what, got);
+                if let Some(len) = filled {
+                    // `judge` took the whole buffer as read: only part of it
+                    // is consumed.
+                    let n = len * usize::from(pct) / 100;
+                    reader.consume(n);
+                    st.pos = before + n;
+                }
+            }
+            ROp::ToEnd => {
+                // Each read takes bytes or an error, or ends it.
+                for _ in 0..=case.len + case.errors.len() + 1 {
+                    if st.judge(&what, read(reader, 8 * 1024)) {
+                        break;
+                    }
+                }
+            }
+            ROp::Return => drop(r.take()),
+            ROp::Panic => panic_holding(r.take(), step),
+        }
+    }
+    if st.broken {
+        if let Some(reader) = r.as_mut() {
+            for i in 0..2 {
+                let got = read(reader, 100);
+                assert!(
+                    matches!(got, Got::Err(..)),
+                    "read {i} after the panic: {got:?}"
+                );
+            }
+        }
+    }
+    let early = r.is_none();
+    drop(r);
+    assert!(
+        eventually(SETTLE, || lock(&log).dropped),
+        "the source was never dropped"
+    );
+    let mut tags = Tags::new();
+    if st.ended {
+        tags.push("read to the end");
+    }
+    if st.next_error > 0 {
+        tags.push("errors returned in place");
+    }
+    if st.broken {
+        tags.push("panic resumed");
+    }
+    if early {
+        tags.push("dropped early");
+    }
+    tags
+}
+
+// ===========================================================================
+// Bridge::iter and Bridge::iter_direct
+// ===========================================================================
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IOp {
+    Next,
+    /// `next_timeout` with this many microseconds.
+    NextTimeout(u64),
+    Return,
+    Panic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IPanic {
+    /// In `poll_next`, instead of item k.
+    At(u32),
+    /// In `Drop` (seen by `next` where the stream ended).
+    Drop,
+}
+
+#[derive(Clone, Debug)]
+struct IterCase {
+    seed: u64,
+    ctx: Ctx,
+    items: u32,
+    panic: Option<IPanic>,
+    pending: u32,
+    ops: Vec<IOp>,
+}
+
+impl Case for IterCase {
+    fn generate(seed: u64, rng: &mut Rng) -> Self {
+        let items = rng.pick(&[0, 1, 2, 5, 10, 30, 60]);
+        let panic = match rng.below(100) {
+            0..=11 => Some(IPanic::At(rng.range(0, items as usize) as u32)),
+            12..=19 => Some(IPanic::Drop),
+            _ => None,
+        };
+        let mut ops: Vec<IOp> = (0..rng.range(0, items as usize + 4))
+            .map(|_| {
+                if rng.chance(250) {
+                    IOp::NextTimeout(rng.pick(&[0, 10, 300, 3000]))
+                } else {
+                    IOp::Next
+                }
+            })
+            .collect();
+        if rng.chance(250) {
+            let at = rng.range(0, ops.len());
+            ops.insert(at, rng.pick(&[IOp::Return, IOp::Panic]));
+        }
+        IterCase {
+            seed,
+            ctx: gen_ctx(rng),
+            items,
+            panic,
+            pending: gen_pending(rng),
+            ops,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ILog {
+    /// Items yielded.
+    yielded: u32,
+    panic: Option<Injected>,
+    dropped: bool,
+}
+
+struct Numbers {
+    n: u32,
+    k: u32,
+    panic: Option<IPanic>,
+    faults: Faults,
+    log: Arc<Mutex<ILog>>,
+}
+
+impl Stream for Numbers {
+    type Item = u32;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<u32>> {
+        let this = self.get_mut();
+        if this.faults.pending(cx) {
+            return Poll::Pending;
+        }
+        if this.panic == Some(IPanic::At(this.k)) {
+            let inj = Injected {
+                by: "stream poll_next",
+                at: u64::from(this.k),
+            };
+            lock(&this.log).panic = Some(inj.clone());
+            inject(inj);
+        }
+        if this.k == this.n {
+            return Poll::Ready(None);
+        }
+        this.k += 1;
+        lock(&this.log).yielded = this.k;
+        Poll::Ready(Some(this.k - 1))
+    }
+}
+
+impl Drop for Numbers {
+    fn drop(&mut self) {
+        let mut log = lock(&self.log);
+        log.dropped = true;
+        if self.panic == Some(IPanic::Drop) && !thread::panicking() {
+            let inj = Injected {
+                by: "stream drop",
+                at: u64::from(self.k),
+            };
+            log.panic = Some(inj.clone());
+            drop(log);
+            inject(inj);
+        }
+    }
+}
+
+/// How an iterator is made.
+#[derive(Clone, Copy, Debug)]
+enum IterKind {
+    /// `iter` with this stream capacity.
+    Pipe(usize),
+    Direct,
+}
+
+fn iter_cap0<R: TestRuntime>() {
+    drive::<R, IterCase>(
+        "iter_cap0",
+        "ivIa",
+        130,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx.run(bridge, move |b| {
+                iter_case(&b, &env, &case, IterKind::Pipe(0))
+            })
+        },
+    );
+}
+
+fn iter_cap3<R: TestRuntime>() {
+    drive::<R, IterCase>(
+        "iter_cap3",
+        "ivIb",
+        130,
+        |b| b.stream_capacity(3),
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx.run(bridge, move |b| {
+                iter_case(&b, &env, &case, IterKind::Pipe(3))
+            })
+        },
+    );
+}
+
+fn iter_direct<R: TestRuntime>() {
+    drive::<R, IterCase>(
+        "iter_direct",
+        "ivId",
+        130,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx.run(bridge, move |b| {
+                iter_case(&b, &env, &case, IterKind::Direct)
+            })
+        },
+    );
+}
+
+fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: IterKind) -> Tags {
+    let log = Arc::new(Mutex::new(ILog::default()));
+    let stream = Numbers {
+        n: case.items,
+        k: 0,
+        panic: case.panic,
+        faults: Faults::new(case.seed ^ 0x17, case.pending, env),
+        log: Arc::clone(&log),
+    };
+    let (mut it, ahead): (Option<BlockingIter<u32>>, u32) = match kind {
+        IterKind::Pipe(cap) => (Some(b.iter(move || stream)), cap as u32 + 1),
+        IterKind::Direct => (Some(b.iter_direct(move || stream)), 1),
+    };
+    let mut next = 0u32;
+    let mut finished = false;
+    let mut timeouts = 0;
+    for (step, &op) in case.ops.iter().enumerate() {
+        let what = format!("step {step} ({op:?}) at item {next}");
+        let Some(iter) = it.as_mut() else { break };
+        // `Ok(Some(item))`, `Ok(None)` for the end, `Err(payload)`, or no
+        // answer (a timeout).
+        let got: Option<Result<Option<u32>, Box<dyn Any + Send>>> = match op {
+            IOp::Next => Some(attempt(|| iter.next())),
+            IOp::NextTimeout(us) => {
+                match attempt(|| iter.next_timeout(Duration::from_micros(us))) {
+                    Ok(Ok(item)) => Some(Ok(item)),
+                    Ok(Err(e)) if e.is_timeout() => None,
+                    Ok(Err(e)) if e.is_panic() => Some(Err(e.into_panic())),
+                    Ok(Err(e)) => panic!("{what}: next_timeout failed: {e}"),
+                    Err(payload) => panic!("{what}: next_timeout panicked: {}", text(&*payload)),
+                }
+            }
+            IOp::Return => {
+                if let Err(payload) = attempt(|| drop(it.take())) {
+                    // A stream's destructor may panic where `drop` runs it.
+                    assert_eq!(
+                        (injected(&*payload), case.panic),
+                        (lock(&log).panic.clone(), Some(IPanic::Drop)),
+                        "{what}: dropping the iterator panicked: {}",
+                        text(&*payload)
+                    );
+                }
+                break;
+            }
+            IOp::Panic => {
+                panic_holding(it.take(), step);
+                break;
+            }
+        };
+        match got {
+            None => {
+                assert!(!finished, "{what}: a timeout after the end");
+                timeouts += 1;
+            }
+            Some(Ok(Some(item))) => {
+                assert!(!finished, "{what}: item {item} after the end");
+                assert_eq!(item, next, "{what}: out of order");
+                assert!(next < case.items, "{what}: more items than the stream has");
+                next += 1;
+                let yielded = lock(&log).yielded;
+                assert!(
+                    yielded - next <= ahead,
+                    "{what}: the stream yielded {yielded}, the consumer took {next}"
+                );
+            }
+            Some(Ok(None)) => {
+                assert!(
+                    finished || (next == case.items && case.panic.is_none()),
+                    "{what}: the end after {next} of {} items (panic {:?})",
+                    case.items,
+                    case.panic
+                );
+                finished = true;
+            }
+            Some(Err(payload)) => {
+                assert!(
+                    !finished,
+                    "{what}: a panic after the end: {}",
+                    text(&*payload)
+                );
+                let inj = injected(&*payload);
+                assert!(
+                    inj.is_some() && inj == lock(&log).panic,
+                    "{what}: a panic that is not the stream's: {}",
+                    text(&*payload)
+                );
+                match case.panic {
+                    Some(IPanic::At(k)) => assert_eq!(k, next, "{what}: the panic resumed early"),
+                    _ => assert_eq!(next, case.items, "{what}: the destructor's panic, early"),
+                }
+                finished = true;
+            }
+        }
+    }
+    if finished {
+        if let Some(iter) = it.as_mut() {
+            assert_eq!(iter.next(), None, "an item after the end");
+        }
+    }
+    let mut tags = Tags::new();
+    if finished {
+        tags.push(if lock(&log).panic.is_some() {
+            "panic resumed"
+        } else {
+            "read to the end"
+        });
+    } else if it.is_none() {
+        tags.push("dropped early");
+    }
+    if timeouts > 0 {
+        tags.push("a timeout, nothing lost");
+    }
+    if let Some(iter) = it.take() {
+        if let Err(payload) = attempt(move || drop(iter)) {
+            assert_eq!(
+                (injected(&*payload), case.panic),
+                (lock(&log).panic.clone(), Some(IPanic::Drop)),
+                "dropping the iterator panicked: {}",
+                text(&*payload)
+            );
+        }
+    }
+    assert!(
+        eventually(SETTLE, || lock(&log).dropped),
+        "the stream was never dropped"
+    );
+    tags
+}
+
+per_runtime!(
+    writer,
+    sink_stream,
+    sink_results,
+    io_vs_cursor,
+    reader,
+    iter_cap0,
+    iter_cap3,
+    iter_direct
+);
