@@ -463,6 +463,20 @@ impl Faults {
         .await
     }
 
+    /// Waits `d`, woken by the timer thread.
+    async fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        poll_fn(|cx| {
+            let now = Instant::now();
+            if now >= until {
+                return Poll::Ready(());
+            }
+            self.alarm.wake_after(until - now, cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// At most `n`, at least 1 (if `n` is): a partial read or write.
     fn partial(&mut self, n: usize, max: usize) -> usize {
         n.min(self.rng.range(1, max.max(1)))
@@ -557,6 +571,8 @@ struct WPeer {
     flush_error: Option<(u32, ErrorKind)>,
     close_error: Option<ErrorKind>,
     panic: Option<WPanic>,
+    /// `poll_write` returns `Pending` for good once it took this many bytes.
+    stuck_at: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -579,18 +595,32 @@ fn gen_write_len(rng: &mut Rng) -> usize {
 impl Case for WriterCase {
     fn generate(seed: u64, rng: &mut Rng) -> Self {
         let mut ops = Vec::new();
-        for _ in 0..rng.range(0, 12) {
-            ops.push(if rng.chance(200) {
-                WOp::Flush
-            } else {
-                WOp::Write(gen_write_len(rng))
-            });
-        }
-        let end = rng.pick(&[WOp::Close, WOp::Close, WOp::Return, WOp::Panic]);
-        ops.push(end);
-        if end == WOp::Close {
-            for _ in 0..rng.range(0, 3) {
-                ops.push(rng.pick(&[WOp::Write(10), WOp::Flush, WOp::Close]));
+        // A peer that stops taking bytes for good within the first chunk:
+        // more than a chunk written (so that one reaches it), no more than
+        // fits ahead of it, no flush, no close: only an abort ends it.
+        let stuck = rng.chance(80);
+        if stuck {
+            let mut total = 0;
+            while total <= 64 * 1024 {
+                let n = gen_write_len(rng).min(60_000);
+                total += n;
+                ops.push(WOp::Write(n));
+            }
+            ops.push(rng.pick(&[WOp::Return, WOp::Panic]));
+        } else {
+            for _ in 0..rng.range(0, 12) {
+                ops.push(if rng.chance(200) {
+                    WOp::Flush
+                } else {
+                    WOp::Write(gen_write_len(rng))
+                });
+            }
+            let end = rng.pick(&[WOp::Close, WOp::Close, WOp::Return, WOp::Panic]);
+            ops.push(end);
+            if end == WOp::Close {
+                for _ in 0..rng.range(0, 3) {
+                    ops.push(rng.pick(&[WOp::Write(10), WOp::Flush, WOp::Close]));
+                }
             }
         }
         let total: usize = ops
@@ -608,18 +638,20 @@ impl Case for WriterCase {
         let peer = WPeer {
             max_write,
             pending: gen_pending_for(rng, total / max_write.min(64 * 1024).div_ceil(2)),
-            error_at: rng.chance(250).then(|| (at(rng), gen_kind(rng))),
+            error_at: (!stuck && rng.chance(250)).then(|| (at(rng), gen_kind(rng))),
             flush_error: rng
                 .chance(100)
                 .then(|| (rng.below(flushes + 1) as u32, gen_kind(rng))),
             close_error: rng.chance(100).then(|| gen_kind(rng)),
             panic: match rng.below(100) {
+                _ if stuck => rng.chance(300).then_some(WPanic::Drop),
                 0..=9 => Some(WPanic::Write(at(rng))),
                 10..=13 => Some(WPanic::Flush(rng.below(flushes + 1) as u32)),
                 14..=17 => Some(WPanic::Close),
                 18..=24 => Some(WPanic::Drop),
                 _ => None,
             },
+            stuck_at: stuck.then(|| rng.below(60_000)),
         };
         WriterCase {
             seed,
@@ -642,6 +674,8 @@ struct WLog {
     /// `poll_close` returned `Ok`.
     closed_clean: bool,
     dropped: bool,
+    /// It stopped taking bytes for good.
+    stuck: bool,
     /// What a sink must never see.
     violations: Vec<String>,
 }
@@ -699,6 +733,15 @@ impl AsyncWrite for WriterPeer {
             return Poll::Ready(Ok(0));
         }
         let mut n = this.faults.partial(buf.len(), this.script.max_write);
+        if let Some(at) = this.script.stuck_at {
+            if this.written == at {
+                log.stuck = true;
+                return Poll::Pending;
+            }
+            if at > this.written {
+                n = n.min((at - this.written) as usize);
+            }
+        }
         if let Some((at, kind)) = this.script.error_at {
             if this.written == at {
                 return Poll::Ready(Err(this.fail(&mut log, kind, "write")));
@@ -777,6 +820,10 @@ impl Drop for WriterPeer {
     }
 }
 
+/// How far a writer may run ahead of its sink: a buffer being filled, 8
+/// chunks waiting, one being written.
+const WRITE_AHEAD_BOUND: usize = 10 * 64 * 1024;
+
 /// `write` until all of `buf` is taken, counting what was.
 fn write_counted(w: &mut impl Write, buf: &[u8], accepted: &mut usize) -> io::Result<()> {
     let mut rest = buf;
@@ -833,6 +880,11 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
     let mut tags = Tags::new();
     for (step, &op) in case.ops.iter().enumerate() {
         let at = || format!("step {step} ({op:?})");
+        if matches!(op, WOp::Return | WOp::Panic) && case.peer.stuck_at.is_some() {
+            // Aborted in the middle of a write that never ends.
+            let stuck = eventually(SETTLE, || lock(&log).stuck);
+            assert!(stuck, "{}: the first chunk never reached the peer", at());
+        }
         let writer = match op {
             WOp::Return => {
                 drop(w.take());
@@ -866,6 +918,12 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
         if op == WOp::Close {
             user_closed = true;
         }
+        let behind = accepted - lock(&log).received.len().min(accepted);
+        assert!(
+            behind <= WRITE_AHEAD_BOUND,
+            "{}: {behind} bytes written and not yet at the peer",
+            at()
+        );
         match got {
             Got::Panic(payload) => {
                 let peer_panic = lock(&log).panic.clone();
@@ -992,6 +1050,9 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
     if aborted && l.received.len() < accepted {
         tags.push("aborted with bytes unwritten");
     }
+    if l.stuck {
+        tags.push("aborted while stuck");
+    }
     if first_err.is_some() {
         tags.push("error reached the user");
     }
@@ -1029,6 +1090,10 @@ enum SMode {
 struct SConsumer {
     /// Returns once it received this many items.
     stop_after: Option<usize>,
+    /// Waits a millisecond before it returns (items queue up meanwhile).
+    linger: bool,
+    /// Stops reading for good once it received this many items.
+    stuck_after: Option<usize>,
     /// Panics once it received this many items.
     panic_at: Option<usize>,
     /// Something it owns panics in `Drop`.
@@ -1055,7 +1120,15 @@ impl Case for SinkCase {
             total += n;
             ops.push(SOp::Send(n));
         }
-        ops.push(rng.pick(&[SOp::Close, SOp::CloseWithUnsent, SOp::Return, SOp::Panic]));
+        let capacity = rng.pick(&[1, 1, 2, 3, 4, 64]);
+        // A consumer that stops reading for good (and never returns): the
+        // items sent fit in the queue, and only an abort ends the case.
+        let stuck = rng.chance(100);
+        ops.push(if stuck {
+            rng.pick(&[SOp::Return, SOp::Panic])
+        } else {
+            rng.pick(&[SOp::Close, SOp::CloseWithUnsent, SOp::Return, SOp::Panic])
+        });
         let mode = if rng.chance(250) {
             SMode::Handoff
         } else {
@@ -1066,13 +1139,15 @@ impl Case for SinkCase {
         SinkCase {
             seed,
             ctx: gen_ctx(rng),
-            capacity: rng.pick(&[1, 1, 2, 3, 4, 64]),
+            capacity,
             mode,
             ops,
             consumer: SConsumer {
                 stop_after: rng.chance(200).then(|| at(rng)),
+                linger: rng.chance(500),
                 panic_at: (direct && rng.chance(150)).then(|| at(rng)),
                 drop_panic: direct && rng.chance(80),
+                stuck_after: stuck.then(|| rng.range(total.saturating_sub(capacity), total)),
                 pending: gen_pending(rng),
             },
         }
@@ -1101,6 +1176,8 @@ struct SLog {
     panic: Option<Injected>,
     /// The most items it saw waiting.
     max_queued: usize,
+    /// It stopped reading for good.
+    stuck: bool,
     handoff_started: bool,
     handoff_done: bool,
 }
@@ -1155,7 +1232,21 @@ async fn drain(
             inject(inj);
         }
         if script.stop_after == Some(count) {
+            if script.linger {
+                faults.sleep(Duration::from_millis(1)).await;
+            }
             return count;
+        }
+        if script.stuck_after == Some(count) {
+            lock(log).stuck = true;
+            match &stop {
+                None => futures_lite::future::pending::<()>().await,
+                Some(stop) => {
+                    let _ = stop.recv().await;
+                    lock(log).end = Some(End::Stopped);
+                    return count;
+                }
+            }
         }
         faults.stall().await;
         {
@@ -1286,8 +1377,12 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
     let mut aborted = false;
     let mut tags = Tags::new();
     let script = &case.consumer;
-    // Where the consumer stops reading on its own (it returns or panics).
-    let stops_at = script.stop_after.into_iter().chain(script.panic_at).min();
+    // Where the consumer stops reading on its own (it returns, panics, or
+    // waits for good).
+    let stops_at = [script.stop_after, script.panic_at, script.stuck_after]
+        .into_iter()
+        .flatten()
+        .min();
     for (step, &op) in case.ops.iter().enumerate() {
         let at = || format!("step {step} ({op:?})");
         match op {
@@ -1444,6 +1539,9 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
     tags.push(if closed { "closed" } else { "aborted" });
     if handed_off {
         tags.push("handed off");
+    }
+    if l.stuck {
+        tags.push("aborted while stuck");
     }
     match &l.end {
         Some(End::Clean) => tags.push("the stream ended"),
@@ -2018,6 +2116,8 @@ struct ReaderCase {
     panic: Option<RPanic>,
     max_read: usize,
     pending: u32,
+    /// `poll_read` returns `Pending` for good at this byte.
+    stuck_at: Option<usize>,
     ops: Vec<ROp>,
 }
 
@@ -2038,13 +2138,30 @@ impl Case for ReaderCase {
             12..=19 => Some(RPanic::Drop),
             _ => None,
         };
-        let mut ops: Vec<ROp> = (0..rng.range(0, 25))
-            .map(|_| match rng.below(10) {
-                0..=4 => ROp::Read(rng.pick(&[0, 1, 10, 1000, 16 * 1024, 40_000])),
-                5..=7 => ROp::Fill(rng.pick(&[0, 10, 50, 100])),
-                _ => ROp::ToEnd,
-            })
-            .collect();
+        let read_len = |rng: &mut Rng| rng.pick(&[0, 1, 10, 1000, 16 * 1024, 40_000]);
+        // A source that stops giving bytes for good: reads that never ask
+        // for a byte at or past that point (or they would wait forever).
+        let stuck_at = rng.chance(80).then(|| rng.range(0, len));
+        let mut ops: Vec<ROp> = Vec::new();
+        if let Some(stuck) = stuck_at {
+            let mut asked = 0;
+            for _ in 0..rng.range(0, 10) {
+                let n = read_len(rng);
+                if asked + n > stuck {
+                    break;
+                }
+                asked += n;
+                ops.push(ROp::Read(n));
+            }
+        } else {
+            ops = (0..rng.range(0, 25))
+                .map(|_| match rng.below(10) {
+                    0..=4 => ROp::Read(read_len(rng)),
+                    5..=7 => ROp::Fill(rng.pick(&[0, 10, 50, 100])),
+                    _ => ROp::ToEnd,
+                })
+                .collect();
+        }
         if rng.chance(300) {
             ops.push(rng.pick(&[ROp::Return, ROp::Panic]));
         }
@@ -2061,6 +2178,7 @@ impl Case for ReaderCase {
             panic,
             max_read,
             pending: gen_pending_for(rng, len / max_read.min(16 * 1024).div_ceil(2)),
+            stuck_at,
             ops,
         }
     }
@@ -2070,11 +2188,14 @@ impl Case for ReaderCase {
 struct RLog {
     /// Bytes handed out.
     pos: usize,
+    /// It stopped giving bytes for good.
+    stuck: bool,
     panic: Option<Injected>,
     dropped: bool,
 }
 
 struct Source {
+    stuck_at: Option<usize>,
     data: Arc<Vec<u8>>,
     errors: Vec<(usize, ErrorKind)>,
     next_error: usize,
@@ -2102,6 +2223,13 @@ impl AsyncRead for Source {
         let pos = this.pos;
         let mut n = this.faults.partial(buf.len(), this.max_read);
         n = n.min(this.data.len() - pos);
+        if let Some(at) = this.stuck_at {
+            if at == pos {
+                lock(&this.log).stuck = true;
+                return Poll::Pending;
+            }
+            n = n.min(at - pos);
+        }
         if let Some(&(at, kind)) = this.errors.get(this.next_error) {
             if at == pos {
                 this.next_error += 1;
@@ -2267,6 +2395,7 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
     let data = Arc::new(Rng::new(case.seed ^ 0x2EAD).bytes(case.len));
     let log = Arc::new(Mutex::new(RLog::default()));
     let source = Source {
+        stuck_at: case.stuck_at,
         data: Arc::clone(&data),
         errors: case.errors.clone(),
         next_error: 0,
@@ -2366,6 +2495,9 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
     if early {
         tags.push("dropped early");
     }
+    if lock(&log).stuck {
+        tags.push("dropped while stuck");
+    }
     tags
 }
 
@@ -2397,6 +2529,8 @@ struct IterCase {
     items: u32,
     panic: Option<IPanic>,
     pending: u32,
+    /// `poll_next` returns `Pending` for good at this item.
+    stuck_at: Option<u32>,
     ops: Vec<IOp>,
 }
 
@@ -2408,15 +2542,27 @@ impl Case for IterCase {
             12..=19 => Some(IPanic::Drop),
             _ => None,
         };
-        let mut ops: Vec<IOp> = (0..rng.range(0, items as usize + 4))
-            .map(|_| {
-                if rng.chance(250) {
-                    IOp::NextTimeout(rng.pick(&[0, 10, 300, 3000]))
-                } else {
-                    IOp::Next
-                }
-            })
-            .collect();
+        let timeout = |rng: &mut Rng| IOp::NextTimeout(rng.pick(&[0, 10, 300, 3000]));
+        let call = |rng: &mut Rng| {
+            if rng.chance(250) {
+                timeout(rng)
+            } else {
+                IOp::Next
+            }
+        };
+        // A stream that stops yielding for good at an item: no more calls
+        // than items before it, then only timeouts.
+        let stuck_at = (items > 0 && rng.chance(100)).then(|| rng.range(0, items as usize - 1));
+        let mut ops: Vec<IOp> = match stuck_at {
+            Some(k) => {
+                let mut ops: Vec<IOp> = (0..rng.range(0, k)).map(|_| call(rng)).collect();
+                ops.extend((0..rng.range(0, 3)).map(|_| timeout(rng)));
+                ops
+            }
+            None => (0..rng.range(0, items as usize + 4))
+                .map(|_| call(rng))
+                .collect(),
+        };
         if rng.chance(250) {
             let at = rng.range(0, ops.len());
             ops.insert(at, rng.pick(&[IOp::Return, IOp::Panic]));
@@ -2427,6 +2573,7 @@ impl Case for IterCase {
             items,
             panic,
             pending: gen_pending(rng),
+            stuck_at: stuck_at.map(|k| k as u32),
             ops,
         }
     }
@@ -2436,11 +2583,14 @@ impl Case for IterCase {
 struct ILog {
     /// Items yielded.
     yielded: u32,
+    /// It stopped yielding for good.
+    stuck: bool,
     panic: Option<Injected>,
     dropped: bool,
 }
 
 struct Numbers {
+    stuck_at: Option<u32>,
     n: u32,
     k: u32,
     panic: Option<IPanic>,
@@ -2454,6 +2604,10 @@ impl Stream for Numbers {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<u32>> {
         let this = self.get_mut();
         if this.faults.pending(cx) {
+            return Poll::Pending;
+        }
+        if this.stuck_at == Some(this.k) {
+            lock(&this.log).stuck = true;
             return Poll::Pending;
         }
         if this.panic == Some(IPanic::At(this.k)) {
@@ -2545,6 +2699,7 @@ fn iter_direct<R: TestRuntime>() {
 fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: IterKind) -> Tags {
     let log = Arc::new(Mutex::new(ILog::default()));
     let stream = Numbers {
+        stuck_at: case.stuck_at,
         n: case.items,
         k: 0,
         panic: case.panic,
@@ -2638,6 +2793,7 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
     }
     if finished {
         if let Some(iter) = it.as_mut() {
+            assert!(iter.is_finished(), "finished, yet not is_finished()");
             assert_eq!(iter.next(), None, "an item after the end");
         }
     }
@@ -2653,6 +2809,9 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
     }
     if timeouts > 0 {
         tags.push("a timeout, nothing lost");
+    }
+    if lock(&log).stuck {
+        tags.push("dropped while stuck");
     }
     if let Some(iter) = it.take() {
         if let Err(payload) = attempt(move || drop(iter)) {
