@@ -557,6 +557,8 @@ enum WPanic {
     Flush(u32),
     Close,
     Drop,
+    /// In the factory: there is no writer.
+    Make,
 }
 
 /// The async writer's script.
@@ -649,6 +651,7 @@ impl Case for WriterCase {
                 10..=13 => Some(WPanic::Flush(rng.below(flushes + 1) as u32)),
                 14..=17 => Some(WPanic::Close),
                 18..=24 => Some(WPanic::Drop),
+                25..=27 => Some(WPanic::Make),
                 _ => None,
             },
             stuck_at: stuck.then(|| rng.below(60_000)),
@@ -663,7 +666,7 @@ impl Case for WriterCase {
 }
 
 /// What the async writer saw.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct WLog {
     received: Vec<u8>,
     /// The error it failed with (it fails for good).
@@ -678,6 +681,21 @@ struct WLog {
     stuck: bool,
     /// What a sink must never see.
     violations: Vec<String>,
+}
+
+impl fmt::Debug for WLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WLog")
+            .field("received_bytes", &self.received.len())
+            .field("error", &self.error)
+            .field("panic", &self.panic)
+            .field("close_polled", &self.close_polled)
+            .field("closed_clean", &self.closed_clean)
+            .field("dropped", &self.dropped)
+            .field("stuck", &self.stuck)
+            .field("violations", &self.violations)
+            .finish()
+    }
 }
 
 impl WLog {
@@ -844,7 +862,7 @@ fn writer<R: TestRuntime>() {
     drive::<R, WriterCase>(
         "writer",
         "ivWr",
-        110,
+        500,
         |b| b,
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -868,7 +886,19 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
         written: 0,
         flushes: 0,
     };
-    let mut w = Some(b.writer(move || peer));
+    let make_panics = case.peer.panic == Some(WPanic::Make);
+    let log2 = Arc::clone(&log);
+    let mut w = Some(b.writer(move || {
+        if make_panics {
+            let inj = Injected {
+                by: "writer make",
+                at: 0,
+            };
+            lock(&log2).panic = Some(inj.clone());
+            inject(inj);
+        }
+        peer
+    }));
     // Bytes `write` took.
     let mut accepted = 0usize;
     // The first error the user saw, and whether the peer's panic resumed.
@@ -1098,6 +1128,8 @@ struct SConsumer {
     panic_at: Option<usize>,
     /// Something it owns panics in `Drop`.
     drop_panic: bool,
+    /// Its factory panics: there is no consumer.
+    make_panic: bool,
     pending: u32,
 }
 
@@ -1147,6 +1179,7 @@ impl Case for SinkCase {
                 linger: rng.chance(500),
                 panic_at: (direct && rng.chance(150)).then(|| at(rng)),
                 drop_panic: direct && rng.chance(80),
+                make_panic: rng.chance(30),
                 stuck_after: stuck.then(|| rng.range(total.saturating_sub(capacity), total)),
                 pending: gen_pending(rng),
             },
@@ -1290,7 +1323,7 @@ fn sink_stream<R: TestRuntime>() {
     drive::<R, SinkCase>(
         "sink_stream",
         "ivSs",
-        110,
+        400,
         |b| b,
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -1304,7 +1337,7 @@ fn sink_results<R: TestRuntime>() {
     drive::<R, SinkCase>(
         "sink_results",
         "ivSr",
-        110,
+        400,
         |b| b,
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -1330,6 +1363,17 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
         b.sink(
             case.capacity,
             move |items| -> Pin<Box<dyn Future<Output = usize>>> {
+                if script.make_panic {
+                    let inj = Injected {
+                        by: "consumer make",
+                        at: 0,
+                    };
+                    let mut l = lock(&log);
+                    l.finished = true;
+                    l.panic = Some(inj.clone());
+                    drop(l);
+                    inject(inj);
+                }
                 let items: Items = if results {
                     Box::pin(items.results())
                 } else {
@@ -1379,10 +1423,15 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
     let script = &case.consumer;
     // Where the consumer stops reading on its own (it returns, panics, or
     // waits for good).
-    let stops_at = [script.stop_after, script.panic_at, script.stuck_after]
-        .into_iter()
-        .flatten()
-        .min();
+    let stops_at = [
+        script.stop_after,
+        script.panic_at,
+        script.stuck_after,
+        script.make_panic.then_some(0),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     for (step, &op) in case.ops.iter().enumerate() {
         let at = || format!("step {step} ({op:?})");
         match op {
@@ -1573,6 +1622,8 @@ enum IoOp {
     Consume(usize),
     Seek(SeekFrom),
     Flush,
+    /// `BlockingIo::close` (a flush, then `poll_close`).
+    Close,
     /// The object fails the next time it is called.
     Fail(ErrorKind),
     /// The object panics the next time it is called; the rest fails.
@@ -1627,26 +1678,12 @@ impl Case for IoCase {
                 45..=59 => IoOp::Fill,
                 60..=71 => IoOp::Consume(rng.pick(&[0, 1, 3, 50, 10_000])),
                 72..=87 => IoOp::Seek(seek(rng, len)),
-                88..=91 if buffered.is_none() => IoOp::Flush,
-                92..=96 => {
-                    // A failure armed right before a call that reaches the
-                    // object on both sides.
-                    ops.push(IoOp::Fail(gen_kind(rng)));
-                    match rng.below(4) {
-                        0 if buffered.is_none() => write(rng),
-                        1 if buffered.is_none() => IoOp::Flush,
-                        2 => IoOp::Seek(seek(rng, len)),
-                        _ => read(rng),
-                    }
-                }
-                97 => {
-                    ops.push(IoOp::Panic);
-                    match rng.below(3) {
-                        0 if buffered.is_none() => write(rng),
-                        1 => IoOp::Seek(seek(rng, len)),
-                        _ => read(rng),
-                    }
-                }
+                88..=90 if buffered.is_none() => IoOp::Flush,
+                91 if buffered.is_none() => IoOp::Close,
+                // Armed here, tripped by the next call that reaches the
+                // object (on both sides alike).
+                92..=96 => IoOp::Fail(gen_kind(rng)),
+                97 => IoOp::Panic,
                 _ => IoOp::Fill,
             };
             ops.push(op);
@@ -1896,7 +1933,7 @@ macro_rules! step {
                 Res::Unit
             }
             IoOp::Seek(pos) => res($side.seek(*pos), Res::N),
-            IoOp::Write { .. } | IoOp::Flush | IoOp::Fail(_) | IoOp::Panic => {
+            IoOp::Write { .. } | IoOp::Flush | IoOp::Close | IoOp::Fail(_) | IoOp::Panic => {
                 unreachable!("written elsewhere")
             }
         }
@@ -1908,6 +1945,7 @@ impl UnderTest {
         match (self, op) {
             (UnderTest::Plain(io), IoOp::Write { .. }) => res(io.write(data), |n| Res::N(n as u64)),
             (UnderTest::Plain(io), IoOp::Flush) => res(io.flush(), |()| Res::Unit),
+            (UnderTest::Plain(io), IoOp::Close) => res(io.close(), |()| Res::Unit),
             (UnderTest::Plain(io), op) => step!(io, op, data),
             (UnderTest::Buffered(io), op) => step!(io, op, data),
         }
@@ -1915,10 +1953,22 @@ impl UnderTest {
 }
 
 impl Model {
-    fn step(&mut self, op: &IoOp, data: &[u8]) -> Res {
+    /// `filled`: what the last `fill_buf` returned is not all consumed.
+    fn step(&mut self, op: &IoOp, data: &[u8], filled: bool) -> Res {
         match (self, op) {
+            // An empty read reaches no object.
+            (_, IoOp::Read { len: 0, .. }) => Res::Bytes(Vec::new()),
             (Model::Plain(m), IoOp::Write { .. }) => res(m.write(data), |n| Res::N(n as u64)),
             (Model::Plain(m), IoOp::Flush) => res(m.flush(), |()| Res::Unit),
+            // The cursor's `poll_close` is a flush.
+            (Model::Plain(m), IoOp::Close) => {
+                res(m.flush().and_then(|()| m.flush()), |()| Res::Unit)
+            }
+            // A buffer not all consumed is not filled again (a `BufReader`
+            // does the same on its own).
+            (Model::Plain(m), IoOp::Fill) if filled => {
+                res(m.inner.fill_buf(), |b| Res::Bytes(b.to_vec()))
+            }
             (Model::Plain(m), op) => step!(m, op, data),
             (Model::Buffered(m), op) => step!(m, op, data),
         }
@@ -1929,7 +1979,7 @@ fn io_vs_cursor<R: TestRuntime>() {
     drive::<R, IoCase>(
         "io_vs_cursor",
         "ivIo",
-        220,
+        1000,
         |b| b,
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -2007,7 +2057,7 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
             assert!(fine, "{}: after the object's panic: {got:?}", at(&trace));
             continue;
         }
-        let expect = model.step(&op, &data);
+        let expect = model.step(&op, &data, avail > 0);
         match got {
             Err(payload) => {
                 assert_eq!(
@@ -2039,6 +2089,8 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
         avail = match (&op, &expect) {
             (IoOp::Fill, Res::Bytes(b)) => b.len(),
             (IoOp::Consume(n), _) => avail - n,
+            // An empty read calls nothing, changes nothing.
+            (IoOp::Read { len: 0, .. }, _) => avail,
             _ => 0,
         };
         trace.push(format!("{op:?} -> {expect:?}"));
@@ -2104,6 +2156,8 @@ enum RPanic {
     At(usize),
     /// In `Drop` (seen only where the source ended: at its `Ok(0)`).
     Drop,
+    /// In the factory: there is no source.
+    Make,
 }
 
 #[derive(Clone, Debug)]
@@ -2136,6 +2190,7 @@ impl Case for ReaderCase {
         let panic = match rng.below(100) {
             0..=11 => Some(RPanic::At(rng.range(0, len))),
             12..=19 => Some(RPanic::Drop),
+            20..=22 => Some(RPanic::Make),
             _ => None,
         };
         let read_len = |rng: &mut Rng| rng.pick(&[0, 1, 10, 1000, 16 * 1024, 40_000]);
@@ -2282,7 +2337,7 @@ fn reader<R: TestRuntime>() {
     drive::<R, ReaderCase>(
         "reader",
         "ivRd",
-        110,
+        500,
         |b| b,
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -2346,6 +2401,10 @@ impl RState<'_> {
                 if let Some(RPanic::At(at)) = self.case.panic {
                     assert!(end <= at, "{what}: {pos}..{end} skipped the panic at {at}");
                 }
+                assert!(
+                    self.case.panic != Some(RPanic::Make),
+                    "{what}: bytes from a source whose factory panicked"
+                );
                 self.pos = end;
                 let ahead = lock(self.log).pos.saturating_sub(self.pos);
                 assert!(
@@ -2355,7 +2414,11 @@ impl RState<'_> {
                 false
             }
             Got::Err(kind, msg) => {
-                let expected = self.case.errors.get(self.next_error);
+                let expected = self
+                    .case
+                    .errors
+                    .get(self.next_error)
+                    .filter(|_| self.case.panic != Some(RPanic::Make));
                 assert!(
                     expected.is_some_and(|&(at, k)| {
                         at == pos && k == kind && msg == error_message(self.next_error, at)
@@ -2382,6 +2445,7 @@ impl RState<'_> {
                         self.at_end(),
                         "{what}: the destructor's panic resumed at byte {pos}, before the end"
                     ),
+                    Some(RPanic::Make) => assert_eq!(pos, 0, "{what}: the factory's panic, late"),
                     None => unreachable!("recorded"),
                 }
                 self.broken = true;
@@ -2405,7 +2469,18 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
         log: Arc::clone(&log),
         pos: 0,
     };
-    let mut r = Some(b.reader(move || source));
+    let log2 = Arc::clone(&log);
+    let mut r = Some(b.reader(move || {
+        if source.panic == Some(RPanic::Make) {
+            let inj = Injected {
+                by: "source make",
+                at: 0,
+            };
+            lock(&log2).panic = Some(inj.clone());
+            inject(inj);
+        }
+        source
+    }));
     let mut st = RState {
         case,
         data: &data,
@@ -2520,6 +2595,8 @@ enum IPanic {
     At(u32),
     /// In `Drop` (seen by `next` where the stream ended).
     Drop,
+    /// In the factory: there is no stream.
+    Make,
 }
 
 #[derive(Clone, Debug)]
@@ -2531,6 +2608,8 @@ struct IterCase {
     pending: u32,
     /// `poll_next` returns `Pending` for good at this item.
     stuck_at: Option<u32>,
+    /// `poll_next` blocks its thread for 40 ms before it yields this item.
+    slow_at: Option<u32>,
     ops: Vec<IOp>,
 }
 
@@ -2540,6 +2619,7 @@ impl Case for IterCase {
         let panic = match rng.below(100) {
             0..=11 => Some(IPanic::At(rng.range(0, items as usize) as u32)),
             12..=19 => Some(IPanic::Drop),
+            20..=22 => Some(IPanic::Make),
             _ => None,
         };
         let timeout = |rng: &mut Rng| IOp::NextTimeout(rng.pick(&[0, 10, 300, 3000]));
@@ -2563,6 +2643,15 @@ impl Case for IterCase {
                 .map(|_| call(rng))
                 .collect(),
         };
+        // A poll that blocks its thread for longer than a timed-out
+        // `next_timeout` waits for the stream to come back: the item must
+        // still arrive, at a later call.
+        let slow_at = (items > 0 && rng.chance(80)).then(|| rng.range(0, items as usize - 1));
+        if let Some(k) = slow_at {
+            if k < ops.len() {
+                ops[k] = IOp::NextTimeout(rng.pick(&[0, 10, 300, 3000]));
+            }
+        }
         if rng.chance(250) {
             let at = rng.range(0, ops.len());
             ops.insert(at, rng.pick(&[IOp::Return, IOp::Panic]));
@@ -2574,6 +2663,7 @@ impl Case for IterCase {
             panic,
             pending: gen_pending(rng),
             stuck_at: stuck_at.map(|k| k as u32),
+            slow_at: slow_at.map(|k| k as u32),
             ops,
         }
     }
@@ -2591,6 +2681,7 @@ struct ILog {
 
 struct Numbers {
     stuck_at: Option<u32>,
+    slow_at: Option<u32>,
     n: u32,
     k: u32,
     panic: Option<IPanic>,
@@ -2620,6 +2711,10 @@ impl Stream for Numbers {
         }
         if this.k == this.n {
             return Poll::Ready(None);
+        }
+        if this.slow_at == Some(this.k) {
+            this.slow_at = None;
+            thread::sleep(Duration::from_millis(40));
         }
         this.k += 1;
         lock(&this.log).yielded = this.k;
@@ -2655,7 +2750,7 @@ fn iter_cap0<R: TestRuntime>() {
     drive::<R, IterCase>(
         "iter_cap0",
         "ivIa",
-        130,
+        600,
         |b| b,
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -2670,7 +2765,7 @@ fn iter_cap3<R: TestRuntime>() {
     drive::<R, IterCase>(
         "iter_cap3",
         "ivIb",
-        130,
+        600,
         |b| b.stream_capacity(3),
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -2685,7 +2780,7 @@ fn iter_direct<R: TestRuntime>() {
     drive::<R, IterCase>(
         "iter_direct",
         "ivId",
-        130,
+        600,
         |b| b,
         |bridge, env, case| {
             let (env, case) = (env.clone(), case.clone());
@@ -2700,15 +2795,28 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
     let log = Arc::new(Mutex::new(ILog::default()));
     let stream = Numbers {
         stuck_at: case.stuck_at,
+        slow_at: case.slow_at,
         n: case.items,
         k: 0,
         panic: case.panic,
         faults: Faults::new(case.seed ^ 0x17, case.pending, env),
         log: Arc::clone(&log),
     };
+    let log2 = Arc::clone(&log);
+    let make = move || {
+        if stream.panic == Some(IPanic::Make) {
+            let inj = Injected {
+                by: "stream make",
+                at: 0,
+            };
+            lock(&log2).panic = Some(inj.clone());
+            inject(inj);
+        }
+        stream
+    };
     let (mut it, ahead): (Option<BlockingIter<u32>>, u32) = match kind {
-        IterKind::Pipe(cap) => (Some(b.iter(move || stream)), cap as u32 + 1),
-        IterKind::Direct => (Some(b.iter_direct(move || stream)), 1),
+        IterKind::Pipe(cap) => (Some(b.iter(make)), cap as u32 + 1),
+        IterKind::Direct => (Some(b.iter_direct(make)), 1),
     };
     let mut next = 0u32;
     let mut finished = false;
@@ -2753,6 +2861,11 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
             }
             Some(Ok(Some(item))) => {
                 assert!(!finished, "{what}: item {item} after the end");
+                assert_ne!(
+                    case.panic,
+                    Some(IPanic::Make),
+                    "{what}: an item without a stream"
+                );
                 assert_eq!(item, next, "{what}: out of order");
                 assert!(next < case.items, "{what}: more items than the stream has");
                 next += 1;
@@ -2785,6 +2898,7 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
                 );
                 match case.panic {
                     Some(IPanic::At(k)) => assert_eq!(k, next, "{what}: the panic resumed early"),
+                    Some(IPanic::Make) => assert_eq!(next, 0, "{what}: the factory's panic, late"),
                     _ => assert_eq!(next, case.items, "{what}: the destructor's panic, early"),
                 }
                 finished = true;
