@@ -56,10 +56,49 @@ const THREAD_SLACK: usize = 96;
 /// How long an abort or a drop may take to reach the peer.
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// Failing cases of the default run that are code defects (reported, not
-/// fixed here): `(test, seed)`. They are skipped unless `EB_SEED` replays
-/// them.
-const KNOWN_DEFECTS: &[(&str, u64)] = &[];
+/// A code defect these tests found (reported, not fixed here).
+struct KnownDefect {
+    id: &'static str,
+    /// The test that finds it, and seeds of cases that hit it.
+    test: &'static str,
+    seeds: &'static [u64],
+}
+
+/// The code defects these tests found. The default run stays green: the
+/// seeds listed are left out, and a case that hits one of these elsewhere
+/// passes the check it fails, counted in the test's tags as
+/// `KNOWN DEFECT <id>`. `EB_KNOWN_DEFECTS=1` checks them all (and fails);
+/// `EB_SEED=<seed> EB_KNOWN_DEFECTS=1` replays one. Each has a minimal
+/// reproduction below, `known_defect_*` (ignored by default).
+const KNOWN_DEFECTS: &[KnownDefect] = &[
+    // A `SinkStream` that outlives its consumer (handed to another task,
+    // the consumer returned) is never woken by `close()`: it neither ends
+    // nor yields, until something else polls it.
+    KnownDefect {
+        id: "sink-stream-not-woken-by-close",
+        test: "sink_detached",
+        seeds: &[0x2eee_e663_050e_6416],
+    },
+    // When the consumer returns, the items still queued are taken out of
+    // the channel as unsent while its stream, alive elsewhere, takes items
+    // from the same channel: the stream skips the ones taken (not a prefix
+    // of what was sent), and `close()` drops them.
+    KnownDefect {
+        id: "sink-unsent-drain-races-stream",
+        test: "sink_detached",
+        seeds: &[0x70dd_910f_ba31_fb4f],
+    },
+];
+
+/// Whether the check of the known defect `id` is relaxed in this run (the
+/// default; `EB_KNOWN_DEFECTS=1` checks it).
+fn relaxed(id: &str) -> bool {
+    assert!(
+        KNOWN_DEFECTS.iter().any(|d| d.id == id),
+        "{id}: not a known defect"
+    );
+    std::env::var_os("EB_KNOWN_DEFECTS").is_none()
+}
 
 /// xorshift64*, seeded through splitmix64.
 #[derive(Clone, Debug)]
@@ -230,7 +269,7 @@ fn drive<R: TestRuntime, C: Case>(
             let base = BASE_SEED ^ name_hash(test);
             (0..scale(default_cases))
                 .map(|i| (i, splitmix(base.wrapping_add(i as u64))))
-                .filter(|&(_, seed)| !KNOWN_DEFECTS.contains(&(test, seed)))
+                .filter(|&(_, seed)| !relaxed_seed(test, seed))
                 .collect()
         }
     };
@@ -315,6 +354,14 @@ fn drive<R: TestRuntime, C: Case>(
         seeds.len(),
         started.elapsed()
     );
+}
+
+/// Whether `seed` of `test` is a known defect's, left out of this run.
+fn relaxed_seed(test: &str, seed: u64) -> bool {
+    std::env::var_os("EB_KNOWN_DEFECTS").is_none()
+        && KNOWN_DEFECTS
+            .iter()
+            .any(|d| d.test == test && d.seeds.contains(&seed))
 }
 
 /// A calling context for a case: mostly the cheap ones.
@@ -1597,6 +1644,192 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
         Some(End::Err(..)) => tags.push("results() failed"),
         Some(End::Stopped) => tags.push("still waiting after the abort"),
         None => {}
+    }
+    tags
+}
+
+// ===========================================================================
+// Bridge::sink, its stream outliving the consumer
+// ===========================================================================
+
+/// A consumer that hands its stream to a thread and returns at once (as one
+/// that spawns a task with it would): the stream outlives the consumer.
+#[derive(Clone, Debug)]
+struct DetachedCase {
+    seed: u64,
+    ctx: Ctx,
+    capacity: usize,
+    /// `results()` rather than the plain stream.
+    results: bool,
+    /// Items sent before the end (some may come back refused).
+    sends: usize,
+    end: SOp,
+    pending: u32,
+}
+
+impl Case for DetachedCase {
+    fn generate(seed: u64, rng: &mut Rng) -> Self {
+        DetachedCase {
+            seed,
+            ctx: gen_ctx(rng),
+            capacity: rng.pick(&[1, 2, 4, 64]),
+            results: rng.chance(500),
+            sends: rng.pick(&[0, 1, 3, 10, 50]),
+            end: rng.pick(&[SOp::Close, SOp::CloseWithUnsent, SOp::Return, SOp::Panic]),
+            pending: gen_pending(rng),
+        }
+    }
+}
+
+fn sink_detached<R: TestRuntime>() {
+    drive::<R, DetachedCase>(
+        "sink_detached",
+        "ivSd",
+        200,
+        |b| b,
+        |bridge, env, case| {
+            let (env, case) = (env.clone(), case.clone());
+            case.ctx
+                .run(bridge, move |b| detached_case(&b, &env, &case))
+        },
+    );
+}
+
+fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) -> Tags {
+    let log = Arc::new(Mutex::new(SLog::default()));
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let sink: BlockingSink<u32, ()> = {
+        let log = Arc::clone(&log);
+        let mut faults = Faults::new(case.seed ^ 0xDE, case.pending, env);
+        let name = format!("{}+h", env.prefix);
+        let results = case.results;
+        // Dropped with the factory, run or not.
+        let guard = SGuard {
+            log: Arc::clone(&log),
+            panic: false,
+        };
+        b.sink(case.capacity, move |items| {
+            let _guard = guard;
+            let items: Items = if results {
+                Box::pin(items.results())
+            } else {
+                Box::pin(items.map(Ok))
+            };
+            lock(&log).handoff_started = true;
+            thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let script = SConsumer {
+                        stop_after: None,
+                        linger: false,
+                        stuck_after: None,
+                        panic_at: None,
+                        drop_panic: false,
+                        make_panic: false,
+                        pending: 0,
+                    };
+                    futures_lite::future::block_on(drain(
+                        items,
+                        &log,
+                        &script,
+                        &mut faults,
+                        Some(stop_rx),
+                    ));
+                    lock(&log).handoff_done = true;
+                })
+                .expect("spawn the handoff thread");
+            // Returns at once: the stream lives on in the thread.
+            async {}
+        })
+    };
+    let mut ok_sent = Vec::new();
+    for seq in 0..case.sends as u32 {
+        if sink.send(seq).is_ok() {
+            ok_sent.push(seq);
+        }
+    }
+    let mut tags = Tags::new();
+    let closed = matches!(case.end, SOp::Close | SOp::CloseWithUnsent);
+    let mut unsent = None;
+    match case.end {
+        SOp::Close => sink.close(),
+        SOp::CloseWithUnsent => unsent = Some(sink.close_with_unsent().1),
+        SOp::Return => drop(sink),
+        _ => panic_holding(sink, 0),
+    }
+    assert!(
+        eventually(SETTLE, || lock(&log).dropped),
+        "the consumer's factory was never run or dropped"
+    );
+    if !lock(&log).handoff_started {
+        // Aborted before the consumer started: no stream.
+        return tags;
+    }
+    // The stream ends, but a plain stream after an abort waits for good
+    // (items the consumer left unread are not its to see): it is told to
+    // stop after a while.
+    let ended = if closed || case.results {
+        // Prompt; a short wait where the defect is known (it always
+        // expires there).
+        let wait = if !case.results && relaxed("sink-stream-not-woken-by-close") {
+            Duration::from_millis(50)
+        } else {
+            SETTLE
+        };
+        eventually(wait, || lock(&log).end.is_some())
+    } else {
+        thread::sleep(Duration::from_millis(10));
+        false
+    };
+    drop(stop_tx);
+    assert!(
+        eventually(SETTLE, || lock(&log).handoff_done),
+        "the handoff thread never ended"
+    );
+    let l = lock(&log);
+    let prefix = l.received[..] == ok_sent[..l.received.len().min(ok_sent.len())];
+    let mut all = l.received.clone();
+    all.extend(unsent.iter().flatten());
+    let partition = unsent.is_none() || all == ok_sent;
+    if !(prefix && partition) {
+        if !relaxed("sink-unsent-drain-races-stream") {
+            panic!(
+                "the stream yielded {:?}, not a prefix of the {:?} sent (unsent: {unsent:?})",
+                l.received, ok_sent
+            );
+        }
+        tags.push("KNOWN DEFECT sink-unsent-drain-races-stream");
+        // What still holds: in order, each item once, nothing lost.
+        assert!(
+            l.received.windows(2).all(|w| w[0] < w[1])
+                && l.received.iter().all(|i| ok_sent.contains(i)),
+            "the stream yielded {:?} of the {ok_sent:?} sent",
+            l.received
+        );
+        if unsent.is_some() {
+            all.sort_unstable();
+            assert_eq!(all, ok_sent, "received + unsent lost or doubled items");
+        }
+    }
+    if closed && !case.results && !ended {
+        if !relaxed("sink-stream-not-woken-by-close") {
+            panic!("after close the handed-off stream never ended by itself: {l:?}");
+        }
+        tags.push("KNOWN DEFECT sink-stream-not-woken-by-close");
+        // Told to stop, it polled its stream again and found the end.
+        return tags;
+    }
+    match (&l.end, closed, case.results) {
+        (Some(End::Clean), false, _) => panic!("the stream ended cleanly after an abort"),
+        (Some(End::Err(kind, _)), _, true) if *kind == ErrorKind::ConnectionAborted => {
+            tags.push("results() failed")
+        }
+        (Some(End::Clean), true, _) => tags.push("the stream ended"),
+        (Some(End::Stopped), false, false) => tags.push("still waiting after the abort"),
+        (end, _, _) => panic!(
+            "closed: {closed}, results(): {}: the stream ended with {end:?} (ended in time: {ended})",
+            case.results
+        ),
     }
     tags
 }
@@ -2948,9 +3181,96 @@ per_runtime!(
     writer,
     sink_stream,
     sink_results,
+    sink_detached,
     io_vs_cursor,
     reader,
     iter_cap0,
     iter_cap3,
     iter_direct
 );
+
+// ===========================================================================
+// The known defects, each in a minimal reproduction (ignored by default:
+// `cargo test --all-features --test suite known_defect -- --ignored`).
+// ===========================================================================
+
+/// `sink-stream-not-woken-by-close`: a consumer hands its stream to a thread
+/// and returns; the thread waits on the stream; `close()` returns, and the
+/// thread never sees the end (its stream found the channel closed before
+/// the commit, answered `Pending`, and nothing wakes it after).
+#[test]
+#[ignore = "known defect: sink-stream-not-woken-by-close (the thread it starts is left hanging)"]
+fn known_defect_sink_stream_not_woken_by_close() {
+    watchdog(60, || {
+        let bridge = Bridge::new(executor_bridge::Pollster);
+        let (tx, rx) = mpsc::channel();
+        let sink = bridge.sink(1, move |mut items: executor_bridge::SinkStream<u32>| {
+            thread::spawn(move || {
+                let end = futures_lite::future::block_on(items.next());
+                let _ = tx.send(end);
+            });
+            async {}
+        });
+        // The consumer returned (its channel is closed); the thread waits.
+        assert!(eventually(SETTLE, || sink.is_closed()));
+        thread::sleep(Duration::from_millis(50));
+        sink.close();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Ok(None),
+            "after close() the consumer's stream never ended"
+        );
+    });
+}
+
+/// `sink-unsent-drain-races-stream`: a consumer hands its stream to a thread
+/// that reads it, and returns once the thread read one item. The bridge
+/// then takes the items still queued as unsent, from the channel the thread
+/// reads too: the thread's stream skips items (not a prefix of what was
+/// sent), and `close()` would drop the ones it skipped.
+#[test]
+#[ignore = "known defect: sink-unsent-drain-races-stream"]
+fn known_defect_sink_unsent_drain_races_stream() {
+    watchdog(60, || {
+        const N: u32 = 20_000;
+        let bridge = Bridge::new(executor_bridge::Pollster);
+        let (tx, rx) = mpsc::channel();
+        let (go_tx, go_rx) = async_channel::bounded::<()>(1);
+        let sink = bridge.sink(
+            N as usize,
+            move |items: executor_bridge::SinkStream<u32>| {
+                let (first_tx, first_rx) = async_channel::bounded::<()>(1);
+                async move {
+                    let _ = go_rx.recv().await;
+                    thread::spawn(move || {
+                        let mut items = items.results();
+                        let mut got = Vec::new();
+                        while let Some(Ok(item)) = futures_lite::future::block_on(items.next()) {
+                            got.push(item);
+                            let _ = first_tx.try_send(());
+                        }
+                        let _ = tx.send(got);
+                    });
+                    // Returns while the thread reads.
+                    let _ = first_rx.recv().await;
+                }
+            },
+        );
+        for i in 0..N {
+            sink.send(i).expect("queued");
+        }
+        go_tx.send_blocking(()).expect("go");
+        let ((), unsent) = sink.close_with_unsent();
+        let got = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the thread's items");
+        let prefix: Vec<u32> = (0..got.len() as u32).collect();
+        assert!(
+            got == prefix,
+            "the stream skipped items: it yielded {} items, the first gap after item {:?}; {} came back unsent",
+            got.len(),
+            got.windows(2).find(|w| w[1] != w[0] + 1).map(|w| w[0]),
+            unsent.len()
+        );
+    });
+}
