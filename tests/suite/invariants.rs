@@ -172,6 +172,20 @@ struct Env {
     /// Thread name prefix of the batch's bridge and helper threads.
     prefix: String,
     alarm: Alarm,
+    /// Makes a bridge like the batch's (a `Bridge<R>`, boxed).
+    bridge: Arc<dyn Fn() -> Box<dyn Any + Send> + Send + Sync>,
+}
+
+impl Env {
+    /// A bridge of the case's own, if `orphan`: the case drops it once its
+    /// object exists, and the object must go on working without it.
+    fn orphan<R: TestRuntime>(&self, orphan: bool) -> Option<Bridge<R>> {
+        orphan.then(|| {
+            *(self.bridge)()
+                .downcast::<Bridge<R>>()
+                .expect("a bridge of the test's runtime")
+        })
+    }
 }
 
 /// `EB_CASES`: a factor on every test's case count.
@@ -286,9 +300,13 @@ fn drive<R: TestRuntime, C: Case>(
             watchdog(BATCH_SECS, move || {
                 let mut seen = BTreeMap::<&'static str, usize>::new();
                 let bridge = build(Bridge::builder(R::make()).thread_name(&prefix2)).build();
+                let prefix3 = prefix2.clone();
                 let env = Env {
                     alarm: Alarm::start(format!("{prefix2}+a")),
                     prefix: prefix2,
+                    bridge: Arc::new(move || {
+                        Box::new(build(Bridge::builder(R::make()).thread_name(&prefix3)).build())
+                    }),
                 };
                 for (i, seed) in batch {
                     let case = C::generate(seed, &mut Rng::new(seed));
@@ -628,6 +646,8 @@ struct WPeer {
 struct WriterCase {
     seed: u64,
     ctx: Ctx,
+    /// The object's bridge is dropped once the object exists.
+    orphan: bool,
     ops: Vec<WOp>,
     peer: WPeer,
 }
@@ -706,6 +726,7 @@ impl Case for WriterCase {
         WriterCase {
             seed,
             ctx: gen_ctx(rng),
+            orphan: rng.chance(80),
             ops,
             peer,
         }
@@ -919,6 +940,8 @@ fn writer<R: TestRuntime>() {
 }
 
 fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> Tags {
+    let own: Option<Bridge<R>> = env.orphan(case.orphan);
+    let b = own.as_ref().unwrap_or(b);
     let total: usize = case
         .ops
         .iter()
@@ -946,6 +969,9 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
         }
         peer
     }));
+
+    // The object outlives its bridge from here on.
+    drop(own);
     // Bytes `write` took.
     let mut accepted = 0usize;
     // The first error the user saw, and whether the peer's panic resumed.
@@ -1184,6 +1210,8 @@ struct SConsumer {
 struct SinkCase {
     seed: u64,
     ctx: Ctx,
+    /// The object's bridge is dropped once the object exists.
+    orphan: bool,
     capacity: usize,
     mode: SMode,
     ops: Vec<SOp>,
@@ -1218,6 +1246,7 @@ impl Case for SinkCase {
         SinkCase {
             seed,
             ctx: gen_ctx(rng),
+            orphan: rng.chance(80),
             capacity,
             mode,
             ops,
@@ -1395,6 +1424,8 @@ fn sink_results<R: TestRuntime>() {
 }
 
 fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results: bool) -> Tags {
+    let own: Option<Bridge<R>> = env.orphan(case.orphan);
+    let b = own.as_ref().unwrap_or(b);
     let log = Arc::new(Mutex::new(SLog::default()));
     // Dropped at the end of the case: a handoff thread still waiting stops.
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
@@ -1460,6 +1491,9 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
             },
         )
     };
+
+    // The object outlives its bridge from here on.
+    drop(own);
     let mut sink = Some(sink);
     let mut seq = 0u32;
     let mut ok_sent: Vec<u32> = Vec::new();
@@ -1658,6 +1692,8 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
 struct DetachedCase {
     seed: u64,
     ctx: Ctx,
+    /// The object's bridge is dropped once the object exists.
+    orphan: bool,
     capacity: usize,
     /// `results()` rather than the plain stream.
     results: bool,
@@ -1672,6 +1708,7 @@ impl Case for DetachedCase {
         DetachedCase {
             seed,
             ctx: gen_ctx(rng),
+            orphan: rng.chance(80),
             capacity: rng.pick(&[1, 2, 4, 64]),
             results: rng.chance(500),
             sends: rng.pick(&[0, 1, 3, 10, 50]),
@@ -1696,6 +1733,8 @@ fn sink_detached<R: TestRuntime>() {
 }
 
 fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) -> Tags {
+    let own: Option<Bridge<R>> = env.orphan(case.orphan);
+    let b = own.as_ref().unwrap_or(b);
     let log = Arc::new(Mutex::new(SLog::default()));
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let sink: BlockingSink<u32, ()> = {
@@ -1742,6 +1781,9 @@ fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) 
             async {}
         })
     };
+
+    // The object outlives its bridge from here on.
+    drop(own);
     let mut ok_sent = Vec::new();
     for seq in 0..case.sends as u32 {
         if sink.send(seq).is_ok() {
@@ -1867,6 +1909,8 @@ enum IoOp {
 struct IoCase {
     seed: u64,
     ctx: Ctx,
+    /// The object's bridge is dropped once the object exists.
+    orphan: bool,
     /// `Some(capacity)`: a `BufReader` over the cursor (no writes then).
     buffered: Option<usize>,
     initial: usize,
@@ -1924,6 +1968,7 @@ impl Case for IoCase {
         IoCase {
             seed,
             ctx: gen_ctx(rng),
+            orphan: rng.chance(80),
             buffered,
             initial,
             pending: gen_pending(rng),
@@ -2222,6 +2267,8 @@ fn io_vs_cursor<R: TestRuntime>() {
 }
 
 fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
+    let own: Option<Bridge<R>> = env.orphan(case.orphan);
+    let b = own.as_ref().unwrap_or(b);
     let initial = Rng::new(case.seed ^ 0x10).bytes(case.initial);
     let mut bytes = Rng::new(case.seed ^ 0x11);
     let (a_armed, m_armed) = (Armed::cell(), Armed::cell());
@@ -2242,6 +2289,9 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
             Model::Buffered(io::BufReader::with_capacity(cap, model_obj)),
         ),
     };
+
+    // The object outlives its bridge from here on.
+    drop(own);
     // What the last `fill_buf` returned and nothing consumed yet.
     let mut avail = 0usize;
     let mut broken = false;
@@ -2397,6 +2447,8 @@ enum RPanic {
 struct ReaderCase {
     seed: u64,
     ctx: Ctx,
+    /// The object's bridge is dropped once the object exists.
+    orphan: bool,
     len: usize,
     /// `poll_read` fails once at each of these bytes, in order.
     errors: Vec<(usize, ErrorKind)>,
@@ -2461,6 +2513,7 @@ impl Case for ReaderCase {
         ReaderCase {
             seed,
             ctx: gen_ctx(rng),
+            orphan: rng.chance(80),
             len,
             errors,
             panic,
@@ -2689,6 +2742,8 @@ impl RState<'_> {
 }
 
 fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> Tags {
+    let own: Option<Bridge<R>> = env.orphan(case.orphan);
+    let b = own.as_ref().unwrap_or(b);
     let data = Arc::new(Rng::new(case.seed ^ 0x2EAD).bytes(case.len));
     let log = Arc::new(Mutex::new(RLog::default()));
     let source = Source {
@@ -2714,6 +2769,9 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
         }
         source
     }));
+
+    // The object outlives its bridge from here on.
+    drop(own);
     let mut st = RState {
         case,
         data: &data,
@@ -2836,6 +2894,8 @@ enum IPanic {
 struct IterCase {
     seed: u64,
     ctx: Ctx,
+    /// The object's bridge is dropped once the object exists.
+    orphan: bool,
     items: u32,
     panic: Option<IPanic>,
     pending: u32,
@@ -2892,6 +2952,7 @@ impl Case for IterCase {
         IterCase {
             seed,
             ctx: gen_ctx(rng),
+            orphan: rng.chance(80),
             items,
             panic,
             pending: gen_pending(rng),
@@ -3025,6 +3086,8 @@ fn iter_direct<R: TestRuntime>() {
 }
 
 fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: IterKind) -> Tags {
+    let own: Option<Bridge<R>> = env.orphan(case.orphan);
+    let b = own.as_ref().unwrap_or(b);
     let log = Arc::new(Mutex::new(ILog::default()));
     let stream = Numbers {
         stuck_at: case.stuck_at,
@@ -3051,6 +3114,9 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
         IterKind::Pipe(cap) => (Some(b.iter(make)), cap as u32 + 1),
         IterKind::Direct => (Some(b.iter_direct(make)), 1),
     };
+
+    // The object outlives its bridge from here on.
+    drop(own);
     let mut next = 0u32;
     let mut finished = false;
     let mut timeouts = 0;
