@@ -548,6 +548,55 @@ impl Faults {
     }
 }
 
+/// Calls made from another context than the case's: `(op index, context)`,
+/// about one op in ten.
+fn gen_elsewhere(rng: &mut Rng, ops: usize) -> Vec<(usize, Ctx)> {
+    let others = &Ctx::all()[1..];
+    let mut out = Vec::new();
+    for i in 0..ops {
+        if rng.chance(100) {
+            out.push((i, rng.pick(others)));
+        }
+    }
+    out
+}
+
+/// Runs `f` on the object in `obj` from `ctx` on a thread of its own (the
+/// object moved there and back), or here.
+fn elsewhere<R, O, T>(
+    batch: &Bridge<R>,
+    ctx: Option<Ctx>,
+    obj: &mut Option<O>,
+    f: impl FnOnce(&mut O) -> T + Send + 'static,
+) -> T
+where
+    R: TestRuntime,
+    O: Send + 'static,
+    T: Send + 'static,
+{
+    match ctx {
+        None => f(obj.as_mut().expect("the object")),
+        Some(ctx) => {
+            let mut moved = obj.take().expect("the object");
+            let batch = batch.clone();
+            // A thread of its own: the case's context may be a runtime that
+            // another cannot start inside.
+            let there = thread::Builder::new()
+                .name("ivElsewhere".into())
+                .spawn(move || {
+                    ctx.run(&batch, move |_| {
+                        let out = f(&mut moved);
+                        (moved, out)
+                    })
+                })
+                .expect("spawn a thread for a call elsewhere");
+            let (back, out) = there.join().unwrap_or_else(|p| resume_unwind(p));
+            *obj = Some(back);
+            out
+        }
+    }
+}
+
 /// What one blocking call did.
 enum Got<T> {
     Ok(T),
@@ -649,6 +698,8 @@ struct WriterCase {
     /// The object's bridge is dropped once the object exists.
     orphan: bool,
     ops: Vec<WOp>,
+    /// Calls made from another context.
+    elsewhere: Vec<(usize, Ctx)>,
     peer: WPeer,
 }
 
@@ -724,6 +775,7 @@ impl Case for WriterCase {
             stuck_at: stuck.then(|| rng.below(60_000)),
         };
         WriterCase {
+            elsewhere: gen_elsewhere(rng, ops.len()),
             seed,
             ctx: gen_ctx(rng),
             orphan: rng.chance(80),
@@ -940,6 +992,7 @@ fn writer<R: TestRuntime>() {
 }
 
 fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> Tags {
+    let batch = b;
     let own: Option<Bridge<R>> = env.orphan(case.orphan);
     let b = own.as_ref().unwrap_or(b);
     let total: usize = case
@@ -999,7 +1052,7 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
                 aborted = true;
                 break;
             }
-            _ => w.as_mut().expect("the writer"),
+            _ => w.as_ref().expect("the writer"),
         };
         // Once the peer failed and the writer knows it, the next call fails.
         let must_fail = lock(&log).failed() && !close_ok && {
@@ -1013,11 +1066,21 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
             tags.push("a call after a known failure");
             true
         };
-        let got = Got::of(|| match op {
-            WOp::Write(n) => write_counted(writer, &data[accepted..accepted + n], &mut accepted),
-            WOp::Flush => writer.flush(),
-            _ => writer.close(),
+        let chunk = match op {
+            WOp::Write(n) => data[accepted..accepted + n].to_vec(),
+            _ => Vec::new(),
+        };
+        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
+        let (got, took) = elsewhere(batch, ctx, &mut w, move |writer| {
+            let mut took = 0;
+            let got = Got::of(|| match op {
+                WOp::Write(_) => write_counted(writer, &chunk, &mut took),
+                WOp::Flush => writer.flush(),
+                _ => writer.close(),
+            });
+            (got, took)
         });
+        accepted += took;
         if op == WOp::Close {
             user_closed = true;
         }
@@ -1915,6 +1978,8 @@ struct IoCase {
     buffered: Option<usize>,
     initial: usize,
     pending: u32,
+    /// Calls made from another context.
+    elsewhere: Vec<(usize, Ctx)>,
     ops: Vec<IoOp>,
 }
 
@@ -1972,6 +2037,7 @@ impl Case for IoCase {
             buffered,
             initial,
             pending: gen_pending(rng),
+            elsewhere: gen_elsewhere(rng, ops.len()),
             ops,
         }
     }
@@ -2267,6 +2333,7 @@ fn io_vs_cursor<R: TestRuntime>() {
 }
 
 fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
+    let batch = b;
     let own: Option<Bridge<R>> = env.orphan(case.orphan);
     let b = own.as_ref().unwrap_or(b);
     let initial = Rng::new(case.seed ^ 0x10).bytes(case.initial);
@@ -2282,7 +2349,7 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
         armed: Arc::clone(&m_armed),
         faults: None,
     };
-    let (mut io, mut model) = match case.buffered {
+    let (io, mut model) = match case.buffered {
         None => (UnderTest::Plain(b.io(obj)), Model::Plain(model_obj)),
         Some(cap) => (
             UnderTest::Buffered(b.io(futures_lite::io::BufReader::with_capacity(cap, obj))),
@@ -2292,6 +2359,7 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
 
     // The object outlives its bridge from here on.
     drop(own);
+    let mut io = Some(io);
     // What the last `fill_buf` returned and nothing consumed yet.
     let mut avail = 0usize;
     let mut broken = false;
@@ -2326,7 +2394,11 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
             IoOp::Consume(n) => IoOp::Consume((*n).min(avail)),
             op => op.clone(),
         };
-        let got = attempt(|| io.step(&op, &data));
+        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
+        let (op2, data2) = (op.clone(), data.clone());
+        let got = elsewhere(batch, ctx, &mut io, move |io| {
+            attempt(|| io.step(&op2, &data2))
+        });
         let at = |trace: &[String]| format!("step {step} ({op:?}), after {trace:?}");
         if broken {
             let got =
@@ -2381,7 +2453,7 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
             trace.remove(0);
         }
     }
-    let (cursor, position) = match (io, model) {
+    let (cursor, position) = match (io.expect("the object"), model) {
         (UnderTest::Plain(io), Model::Plain(m)) => {
             let obj = match io.into_inner() {
                 Ok(obj) => obj,
@@ -2457,6 +2529,8 @@ struct ReaderCase {
     pending: u32,
     /// `poll_read` returns `Pending` for good at this byte.
     stuck_at: Option<usize>,
+    /// Calls made from another context.
+    elsewhere: Vec<(usize, Ctx)>,
     ops: Vec<ROp>,
 }
 
@@ -2520,6 +2594,7 @@ impl Case for ReaderCase {
             max_read,
             pending: gen_pending_for(rng, len / max_read.min(16 * 1024).div_ceil(2)),
             stuck_at,
+            elsewhere: gen_elsewhere(rng, ops.len()),
             ops,
         }
     }
@@ -2742,6 +2817,7 @@ impl RState<'_> {
 }
 
 fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> Tags {
+    let batch = b;
     let own: Option<Bridge<R>> = env.orphan(case.orphan);
     let b = own.as_ref().unwrap_or(b);
     let data = Arc::new(Rng::new(case.seed ^ 0x2EAD).bytes(case.len));
@@ -2781,16 +2857,17 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
         broken: false,
         ended: false,
     };
-    let read = |r: &mut executor_bridge::BlockingReader<Vec<u8>>, len: usize| {
+    fn read(r: &mut executor_bridge::BlockingReader<Vec<u8>>, len: usize) -> Got<Vec<u8>> {
         Got::of(|| {
             let mut buf = vec![0; len];
             let n = r.read(&mut buf)?;
             buf.truncate(n);
             Ok(buf)
         })
-    };
+    }
     for (step, &op) in case.ops.iter().enumerate() {
         let what = format!("step {step} ({op:?})");
+        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
         let Some(reader) = r.as_mut() else { break };
         match op {
             ROp::Read(0) => {
@@ -2801,10 +2878,18 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
                 );
             }
             ROp::Read(len) => {
-                st.judge(&what, read(reader, len));
+                let got = elsewhere(batch, ctx, &mut r, move |reader| read(reader, len));
+                st.judge(&what, got);
             }
             ROp::Fill(pct) => {
-                let got = Got::of(|| reader.fill_buf().map(<[u8]>::to_vec));
+                // Filled and consumed in one go, wherever it runs.
+                let got = elsewhere(batch, ctx, &mut r, move |reader| {
+                    let got = Got::of(|| reader.fill_buf().map(<[u8]>::to_vec));
+                    if let Got::Ok(b) = &got {
+                        reader.consume(b.len() * usize::from(pct) / 100);
+                    }
+                    got
+                });
                 let filled = match &got {
                     Got::Ok(b) if !b.is_empty() => Some(b.len()),
                     _ => None,
@@ -2813,10 +2898,8 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
                 st.judge(&what, got);
                 if let Some(len) = filled {
                     // `judge` took the whole buffer as read: only part of it
-                    // is consumed.
-                    let n = len * usize::from(pct) / 100;
-                    reader.consume(n);
-                    st.pos = before + n;
+                    // was consumed.
+                    st.pos = before + len * usize::from(pct) / 100;
                 }
             }
             ROp::ToEnd => {
@@ -2899,6 +2982,8 @@ struct IterCase {
     items: u32,
     panic: Option<IPanic>,
     pending: u32,
+    /// Calls made from another context.
+    elsewhere: Vec<(usize, Ctx)>,
     /// `poll_next` returns `Pending` for good at this item.
     stuck_at: Option<u32>,
     /// `poll_next` blocks its thread for 40 ms before it yields this item.
@@ -2956,6 +3041,7 @@ impl Case for IterCase {
             items,
             panic,
             pending: gen_pending(rng),
+            elsewhere: gen_elsewhere(rng, ops.len()),
             stuck_at: stuck_at.map(|k| k as u32),
             slow_at: slow_at.map(|k| k as u32),
             ops,
@@ -3086,6 +3172,7 @@ fn iter_direct<R: TestRuntime>() {
 }
 
 fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: IterKind) -> Tags {
+    let batch = b;
     let own: Option<Bridge<R>> = env.orphan(case.orphan);
     let b = own.as_ref().unwrap_or(b);
     let log = Arc::new(Mutex::new(ILog::default()));
@@ -3122,13 +3209,21 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
     let mut timeouts = 0;
     for (step, &op) in case.ops.iter().enumerate() {
         let what = format!("step {step} ({op:?}) at item {next}");
-        let Some(iter) = it.as_mut() else { break };
+        if it.is_none() {
+            break;
+        }
+        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
         // `Ok(Some(item))`, `Ok(None)` for the end, `Err(payload)`, or no
         // answer (a timeout).
         let got: Option<Result<Option<u32>, Box<dyn Any + Send>>> = match op {
-            IOp::Next => Some(attempt(|| iter.next())),
+            IOp::Next => Some(elsewhere(batch, ctx, &mut it, |iter| {
+                attempt(|| iter.next())
+            })),
             IOp::NextTimeout(us) => {
-                match attempt(|| iter.next_timeout(Duration::from_micros(us))) {
+                let d = Duration::from_micros(us);
+                match elsewhere(batch, ctx, &mut it, move |iter| {
+                    attempt(|| iter.next_timeout(d))
+                }) {
                     Ok(Ok(item)) => Some(Ok(item)),
                     Ok(Err(e)) if e.is_timeout() => None,
                     Ok(Err(e)) if e.is_panic() => Some(Err(e.into_panic())),
