@@ -20,7 +20,7 @@
 //! - `EB_SEED=<seed>`: replay that one case (on the adapters the test filter
 //!   selects).
 //! - `EB_CASES=<factor>`: scale every test's case count (`0.1` for a quick
-//!   run). Above about 5 the slowest tests outgrow the 60 s watchdog of
+//!   run). Above about 4 the slowest tests outgrow the 60 s watchdog of
 //!   `per_runtime!`: a soak runs several seed sets instead, `EB_BASE=<n>`.
 //! - `EB_KNOWN_DEFECTS=1`: check the [`KNOWN_DEFECTS`] too (and fail).
 //! - `EB_SLOW=1`: list the cases that took over 20 ms.
