@@ -246,7 +246,7 @@ struct Injected {
     at: u64,
 }
 
-/// Raises `inj`, first recording it with `record`.
+/// Raises `inj` (its raiser records it first, where the checks will look).
 fn inject(inj: Injected) -> ! {
     panic_any(inj)
 }
@@ -349,8 +349,9 @@ fn drive<R: TestRuntime, C: Case>(
                         Err(payload) => panic!(
                             "invariants::{test} [{rt}] case {i} failed: {msg}\n\
                              replay: EB_SEED={seed:#x} cargo test --all-features --test suite \
-                             invariants::{test}::\n{case:#?}",
+                             invariants::{test}::{module}\n{case:#?}",
                             rt = R::NAME,
+                            module = R::NAME.replace('-', "_"),
                             msg = text(&*payload),
                         ),
                     }
