@@ -6,6 +6,7 @@ mod common;
 mod contexts;
 mod custom;
 mod faults;
+mod invariants;
 mod io;
 mod matrix;
 mod pool;
