@@ -22,7 +22,6 @@
 //! - `EB_CASES=<factor>`: scale every test's case count (`0.1` for a quick
 //!   run). Above about 4 the slowest tests outgrow the 60 s watchdog of
 //!   `per_runtime!`: a soak runs several seed sets instead, `EB_BASE=<n>`.
-//! - `EB_KNOWN_DEFECTS=1`: check the [`KNOWN_DEFECTS`] too (and fail).
 //! - `EB_SLOW=1`: list the cases that took over 20 ms.
 //!
 //! Each test prints its case count, time, and how many cases saw each
@@ -40,6 +39,7 @@ use std::future::{poll_fn, Future};
 use std::io::{self, BufRead, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::panic::{self, catch_unwind, panic_any, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Once};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -49,7 +49,9 @@ use executor_bridge::{BlockingIter, BlockingSink, Bridge, Builder, SendError};
 use futures_lite::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite, Stream, StreamExt};
 
 use crate::common::TestRuntime;
-use crate::common::{eventually, message, per_runtime, thread_names, threads_named, watchdog, Ctx};
+use crate::common::{
+    eventually, is_broken, message, per_runtime, thread_names, threads_named, watchdog, Ctx,
+};
 
 // ===========================================================================
 // The machinery: a PRNG, seeds, batches, the watchdog, thread checks.
@@ -66,50 +68,6 @@ const BATCH_SECS: u64 = 40;
 const THREAD_SLACK: usize = 96;
 /// How long an abort or a drop may take to reach the peer.
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// A code defect these tests found (reported, not fixed here).
-struct KnownDefect {
-    id: &'static str,
-    /// The test that finds it, and seeds of cases that hit it.
-    test: &'static str,
-    seeds: &'static [u64],
-}
-
-/// The code defects these tests found. The default run stays green: the
-/// seeds listed are left out, and a case that hits one of these elsewhere
-/// passes the check it fails, counted in the test's tags as
-/// `KNOWN DEFECT <id>`. `EB_KNOWN_DEFECTS=1` checks them all (and fails);
-/// `EB_SEED=<seed> EB_KNOWN_DEFECTS=1` replays one. Each has a minimal
-/// reproduction below, `known_defect_*` (ignored by default).
-const KNOWN_DEFECTS: &[KnownDefect] = &[
-    // A `SinkStream` that outlives its consumer (handed to another task,
-    // the consumer returned) is never woken by `close()`: it neither ends
-    // nor yields, until something else polls it.
-    KnownDefect {
-        id: "sink-stream-not-woken-by-close",
-        test: "sink_detached",
-        seeds: &[0x2eee_e663_050e_6416],
-    },
-    // When the consumer returns, the items still queued are taken out of
-    // the channel as unsent while its stream, alive elsewhere, takes items
-    // from the same channel: the stream skips the ones taken (not a prefix
-    // of what was sent), and `close()` drops them.
-    KnownDefect {
-        id: "sink-unsent-drain-races-stream",
-        test: "sink_detached",
-        seeds: &[0x70dd_910f_ba31_fb4f],
-    },
-];
-
-/// Whether the check of the known defect `id` is relaxed in this run (the
-/// default; `EB_KNOWN_DEFECTS=1` checks it).
-fn relaxed(id: &str) -> bool {
-    assert!(
-        KNOWN_DEFECTS.iter().any(|d| d.id == id),
-        "{id}: not a known defect"
-    );
-    std::env::var_os("EB_KNOWN_DEFECTS").is_none()
-}
 
 /// xorshift64*, seeded through splitmix64.
 #[derive(Clone, Debug)]
@@ -306,7 +264,6 @@ fn drive<R: TestRuntime, C: Case>(
             };
             (0..scale(default_cases))
                 .map(|i| (i, splitmix(base.wrapping_add(i as u64))))
-                .filter(|&(_, seed)| !relaxed_seed(test, seed))
                 .collect()
         }
     };
@@ -396,14 +353,6 @@ fn drive<R: TestRuntime, C: Case>(
         seeds.len(),
         started.elapsed()
     );
-}
-
-/// Whether `seed` of `test` is a known defect's, left out of this run.
-fn relaxed_seed(test: &str, seed: u64) -> bool {
-    std::env::var_os("EB_KNOWN_DEFECTS").is_none()
-        && KNOWN_DEFECTS
-            .iter()
-            .any(|d| d.test == test && d.seeds.contains(&seed))
 }
 
 /// A calling context for a case: mostly the cheap ones.
@@ -1380,6 +1329,8 @@ struct SLog {
     max_queued: usize,
     /// It stopped reading for good.
     stuck: bool,
+    /// It is done reading and about to drop its stream.
+    stopped_reading: bool,
     handoff_started: bool,
     handoff_done: bool,
 }
@@ -1411,9 +1362,24 @@ impl Drop for SGuard {
 type Items = Pin<Box<dyn Stream<Item = io::Result<u32>> + Send>>;
 
 /// Reads `items` until the script says stop; `None` if told to stop from
-/// outside first.
+/// outside first. Notes that it stopped reading before it drops the stream
+/// (which refuses later sends).
 async fn drain(
     mut items: Items,
+    log: &Mutex<SLog>,
+    script: &SConsumer,
+    faults: &mut Faults,
+    stop: Option<async_channel::Receiver<()>>,
+) -> usize {
+    let count = read(&mut items, log, script, faults, stop).await;
+    lock(log).stopped_reading = true;
+    drop(items);
+    count
+}
+
+/// [`drain`]'s reading.
+async fn read(
+    items: &mut Items,
     log: &Mutex<SLog>,
     script: &SConsumer,
     faults: &mut Faults,
@@ -1625,7 +1591,7 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
                         Ok(Err(SendError(item))) => {
                             assert_eq!(item, seq, "{}: another item came back", at());
                             assert!(
-                                lock(&log).finished,
+                                lock(&log).finished || lock(&log).stopped_reading,
                                 "{}: item {seq} refused while the consumer reads",
                                 at()
                             );
@@ -1904,14 +1870,8 @@ fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) 
     // (items the consumer left unread are not its to see): it is told to
     // stop after a while.
     let ended = if closed || case.results {
-        // Prompt; a short wait where the defect is known (it always
-        // expires there).
-        let wait = if !case.results && relaxed("sink-stream-not-woken-by-close") {
-            Duration::from_millis(50)
-        } else {
-            SETTLE
-        };
-        eventually(wait, || lock(&log).end.is_some())
+        // Prompt.
+        eventually(SETTLE, || lock(&log).end.is_some())
     } else {
         thread::sleep(Duration::from_millis(10));
         false
@@ -1926,34 +1886,16 @@ fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) 
     let mut all = l.received.clone();
     all.extend(unsent.iter().flatten());
     let partition = unsent.is_none() || all == ok_sent;
-    if !(prefix && partition) {
-        if !relaxed("sink-unsent-drain-races-stream") {
-            panic!(
-                "the stream yielded {:?}, not a prefix of the {:?} sent (unsent: {unsent:?})",
-                l.received, ok_sent
-            );
-        }
-        tags.push("KNOWN DEFECT sink-unsent-drain-races-stream");
-        // What still holds: in order, each item once, nothing lost.
-        assert!(
-            l.received.windows(2).all(|w| w[0] < w[1])
-                && l.received.iter().all(|i| ok_sent.contains(i)),
-            "the stream yielded {:?} of the {ok_sent:?} sent",
-            l.received
-        );
-        if unsent.is_some() {
-            all.sort_unstable();
-            assert_eq!(all, ok_sent, "received + unsent lost or doubled items");
-        }
-    }
-    if closed && !case.results && !ended {
-        if !relaxed("sink-stream-not-woken-by-close") {
-            panic!("after close the handed-off stream never ended by itself: {l:?}");
-        }
-        tags.push("KNOWN DEFECT sink-stream-not-woken-by-close");
-        // Told to stop, it polled its stream again and found the end.
-        return tags;
-    }
+    assert!(
+        prefix && partition,
+        "the stream yielded {:?}, not a prefix of the {:?} sent (unsent: {unsent:?})",
+        l.received,
+        ok_sent
+    );
+    assert!(
+        !(closed && !case.results && !ended),
+        "after close the handed-off stream never ended by itself: {l:?}"
+    );
     match (&l.end, closed, case.results) {
         (Some(End::Clean), false, _) => panic!("the stream ended cleanly after an abort"),
         (Some(End::Err(kind, _)), _, true) if *kind == ErrorKind::ConnectionAborted => {
@@ -3236,6 +3178,8 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
     drop(own);
     let mut next = 0u32;
     let mut finished = false;
+    // After a panic resumed: every later call fails again.
+    let mut broken = false;
     let mut timeouts = 0;
     for (step, &op) in case.ops.iter().enumerate() {
         let what = format!("step {step} ({op:?}) at item {next}");
@@ -3243,6 +3187,36 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
             break;
         }
         let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
+        if broken {
+            let again = match op {
+                IOp::Next => Some(
+                    elsewhere(batch, ctx, &mut it, |iter| attempt(|| iter.next()))
+                        .map(|item| format!("{item:?}"))
+                        .map_err(|p| text(&*p)),
+                ),
+                IOp::NextTimeout(us) => {
+                    let d = Duration::from_micros(us);
+                    Some(
+                        elsewhere(batch, ctx, &mut it, move |iter| {
+                            attempt(|| iter.next_timeout(d))
+                        })
+                        .map_err(|p| text(&*p))
+                        .and_then(|got| {
+                            got.map(|item| format!("{item:?}"))
+                                .map_err(|e| e.to_string())
+                        }),
+                    )
+                }
+                _ => None,
+            };
+            if let Some(again) = again {
+                assert!(
+                    matches!(&again, Err(e) if e.contains("failed in an earlier call")),
+                    "{what}: after a panic, not failing again: {again:?}"
+                );
+                continue;
+            }
+        }
         // `Ok(Some(item))`, `Ok(None)` for the end, `Err(payload)`, or no
         // answer (a timeout).
         let got: Option<Result<Option<u32>, Box<dyn Any + Send>>> = match op {
@@ -3326,13 +3300,18 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
                     _ => assert_eq!(next, case.items, "{what}: the destructor's panic, early"),
                 }
                 finished = true;
+                broken = true;
             }
         }
     }
     if finished {
         if let Some(iter) = it.as_mut() {
             assert!(iter.is_finished(), "finished, yet not is_finished()");
-            assert_eq!(iter.next(), None, "an item after the end");
+            if broken {
+                assert!(is_broken(iter), "after a panic, not failing again");
+            } else {
+                assert_eq!(iter.next(), None, "an item after the end");
+            }
         }
     }
     let mut tags = Tags::new();
@@ -3381,29 +3360,29 @@ per_runtime!(
 );
 
 // ===========================================================================
-// The known defects, each in a minimal reproduction (ignored by default:
-// `cargo test --all-features --test suite known_defect -- --ignored`).
+// Two sink defects these tests found, each in a minimal reproduction.
 // ===========================================================================
 
-/// `sink-stream-not-woken-by-close`: a consumer hands its stream to a thread
-/// and returns; the thread waits on the stream; `close()` returns, and the
-/// thread never sees the end (its stream found the channel closed before
-/// the commit, answered `Pending`, and nothing wakes it after).
+/// A consumer hands its stream to a thread and returns; the thread waits on
+/// the stream; `close()` returns, and the thread sees the end. (The stream
+/// was cut when the consumer returned, answered `Pending` with nothing to
+/// wake it after the commit.)
 #[test]
-#[ignore = "known defect: sink-stream-not-woken-by-close (the thread it starts is left hanging)"]
-fn known_defect_sink_stream_not_woken_by_close() {
+fn a_handed_off_sink_stream_ends_with_close() {
     watchdog(60, || {
         let bridge = Bridge::new(executor_bridge::Pollster);
         let (tx, rx) = mpsc::channel();
+        let returned = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&returned);
         let sink = bridge.sink(1, move |mut items: executor_bridge::SinkStream<u32>| {
             thread::spawn(move || {
                 let end = futures_lite::future::block_on(items.next());
                 let _ = tx.send(end);
             });
-            async {}
+            async move { r.store(true, Ordering::SeqCst) }
         });
-        // The consumer returned (its channel is closed); the thread waits.
-        assert!(eventually(SETTLE, || sink.is_closed()));
+        // The consumer returned; the thread waits on the stream.
+        assert!(eventually(SETTLE, || returned.load(Ordering::SeqCst)));
         thread::sleep(Duration::from_millis(50));
         sink.close();
         assert_eq!(
@@ -3414,14 +3393,12 @@ fn known_defect_sink_stream_not_woken_by_close() {
     });
 }
 
-/// `sink-unsent-drain-races-stream`: a consumer hands its stream to a thread
-/// that reads it, and returns once the thread read one item. The bridge
-/// then takes the items still queued as unsent, from the channel the thread
-/// reads too: the thread's stream skips items (not a prefix of what was
-/// sent), and `close()` would drop the ones it skipped.
+/// A consumer hands its stream to a thread that reads it, and returns once
+/// the thread read one item: the thread's stream skips no item. (The bridge
+/// took the items still queued as unsent from the channel the thread read
+/// too.)
 #[test]
-#[ignore = "known defect: sink-unsent-drain-races-stream"]
-fn known_defect_sink_unsent_drain_races_stream() {
+fn a_handed_off_sink_stream_skips_no_item() {
     watchdog(60, || {
         const N: u32 = 20_000;
         let bridge = Bridge::new(executor_bridge::Pollster);
