@@ -473,6 +473,21 @@ impl<R: Runtime> Bridge<R> {
         F: Future + 'static,
         F::Output: Send + 'static,
     {
+        // Boxed: the hop's machinery is compiled once per output type, not
+        // once per call site, for two allocations beside a thread's wake-up.
+        // `make` still runs on the loop thread, at the first poll.
+        self.hop_boxed(
+            Box::new(move || Box::pin(async move { make().await })),
+            deadline,
+        )
+    }
+
+    #[track_caller]
+    fn hop_boxed<O: Send + 'static>(
+        &self,
+        make: Make<O>,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<O, Error> {
         let (reply, mut answer) = oneshot::async_channel();
         // Only a call with a deadline can be cancelled, or needs to tell
         // what its future is doing when the deadline passes.
@@ -573,6 +588,9 @@ struct Call<M, O> {
     out: Option<Answer<O>>,
     reply: Option<oneshot::Sender<Answer<O>>>,
 }
+
+/// A hop's factory, boxed.
+type Make<O> = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = O>>> + Send>;
 
 /// A hop's answer: the output, `None` if it was cancelled first, or the
 /// panic.

@@ -261,6 +261,17 @@ pub(crate) fn in_place<R: Runtime, F: Future>(rt: &R, placement: Placement, fut:
         Some(Poll::Pending) => *fut.as_mut().project().first = Some(forward.forward()),
         None => {}
     }
+    wait_in_place(rt, placement, fut)
+}
+
+/// The wait of [`in_place`], over the future behind a pointer: compiled once
+/// per runtime and output type, not once per call site, for one indirect
+/// call per poll.
+fn wait_in_place<R: Runtime, T>(
+    rt: &R,
+    placement: Placement,
+    mut fut: Pin<&mut dyn Future<Output = T>>,
+) -> T {
     match placement {
         Placement::Drive => {
             let out = rt.block_on(fut.as_mut());
@@ -404,6 +415,16 @@ impl Wake for Forward {
 /// cannot give it the runtime's context. During an unwind, a panic of the
 /// destructor is swallowed: a second panic would abort the process.
 pub(crate) fn drop_in<R: Runtime, D: FnOnce()>(rt: &R, may_block: bool, drop: &mut Option<D>) {
+    drop_in_dyn(rt, may_block, &mut || {
+        if let Some(drop) = drop.take() {
+            drop();
+        }
+    });
+}
+
+/// [`drop_in`] over a closure behind a pointer (compiled once per runtime):
+/// `drop` runs the destructor the first time it is called.
+fn drop_in_dyn<R: Runtime>(rt: &R, may_block: bool, drop: &mut dyn FnMut()) {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -413,15 +434,9 @@ pub(crate) fn drop_in<R: Runtime, D: FnOnce()>(rt: &R, may_block: bool, drop: &m
     let mut run = || {
         let _reset = Reset;
         let _ = DROPPING.try_with(|d| d.set(true));
-        let entered = rt.enter(|| {
-            if let Some(drop) = drop.take() {
-                drop();
-            }
-        });
+        let entered = rt.enter(&mut *drop);
         if entered.is_none() && may_block {
-            if let Some(drop) = drop.take() {
-                rt.block_on(async move { drop() });
-            }
+            rt.block_on(async { drop() });
         }
     };
     if std::thread::panicking() {

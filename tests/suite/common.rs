@@ -26,6 +26,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let out = watch(secs, Box::new(move || Box::new(f())));
+    *out.downcast::<T>().expect("the output's own type")
+}
+
+fn watch(secs: u64, f: Job) -> Box<dyn Any + Send> {
     let (tx, rx) = mpsc::channel();
     let handle = thread::Builder::new()
         .name("watched".into())
@@ -295,48 +300,66 @@ impl Ctx {
         T: Send + 'static,
         F: FnOnce(Bridge<R>) -> T + Send + 'static,
     {
-        let bridge = bridge.clone();
+        // Each caller's closure is erased here, so that the runtimes'
+        // machinery below is compiled once, not once per test.
+        let inner = bridge.clone();
+        let job: Job = Box::new(move || Box::new(f(inner)));
+        let out = match self {
+            Ctx::Nested => nested(bridge, job),
+            other => other.run_job(job),
+        };
+        *out.downcast::<T>().expect("the output's own type")
+    }
+
+    fn run_job(self, f: Job) -> Box<dyn Any + Send> {
         match self {
-            Ctx::Plain => f(bridge),
-            Ctx::Nested => {
-                let inner = bridge.clone();
-                bridge.run(move || async move { f(inner) })
-            }
+            Ctx::Plain => f(),
+            Ctx::Nested => unreachable!("a nested call needs the bridge"),
             #[cfg(feature = "tokio")]
-            Ctx::CurrentThread => current_thread().block_on(async move { f(bridge) }),
+            Ctx::CurrentThread => current_thread().block_on(async move { f() }),
             #[cfg(feature = "tokio")]
             Ctx::CurrentThreadTask => current_thread()
-                .block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) }),
+                .block_on(async move { join(tokio::spawn(async move { f() }).await) }),
             #[cfg(feature = "tokio")]
             Ctx::LocalSetTask => {
                 let local = tokio::task::LocalSet::new();
                 current_thread().block_on(local.run_until(async move {
-                    join(tokio::task::spawn_local(async move { f(bridge) }).await)
+                    join(tokio::task::spawn_local(async move { f() }).await)
                 }))
             }
             #[cfg(feature = "tokio")]
-            Ctx::Worker => multi_thread()
-                .block_on(async move { join(tokio::spawn(async move { f(bridge) }).await) }),
+            Ctx::Worker => {
+                multi_thread().block_on(async move { join(tokio::spawn(async move { f() }).await) })
+            }
             #[cfg(feature = "tokio")]
-            Ctx::MultiThreadBlockOn => multi_thread().block_on(async move { f(bridge) }),
+            Ctx::MultiThreadBlockOn => multi_thread().block_on(async move { f() }),
             #[cfg(feature = "tokio")]
-            Ctx::SpawnBlocking => multi_thread().block_on(async move {
-                join(tokio::task::spawn_blocking(move || f(bridge)).await)
-            }),
+            Ctx::SpawnBlocking => {
+                multi_thread().block_on(async move { join(tokio::task::spawn_blocking(f).await) })
+            }
             #[cfg(feature = "tokio")]
             Ctx::EnteredHandle => {
                 let rt = multi_thread();
                 let _entered = rt.enter();
-                f(bridge)
+                f()
             }
             #[cfg(feature = "smol")]
-            Ctx::SmolBlockOn => smol::block_on(async move { f(bridge) }),
+            Ctx::SmolBlockOn => smol::block_on(async move { f() }),
             #[cfg(feature = "async-std")]
-            Ctx::AsyncStdBlockOn => async_std::task::block_on(async move { f(bridge) }),
-            Ctx::FuturesBlockOn => futures::executor::block_on(async move { f(bridge) }),
+            Ctx::AsyncStdBlockOn => async_std::task::block_on(async move { f() }),
+            Ctx::FuturesBlockOn => futures::executor::block_on(async move { f() }),
         }
     }
 }
+
+/// Runs `f` inside a future `bridge` runs (outside [`Ctx::run`], whose
+/// every instance would otherwise compile a bridge call of its own).
+fn nested<R: Runtime>(bridge: &Bridge<R>, f: Job) -> Box<dyn Any + Send> {
+    bridge.run(move || async move { f() })
+}
+
+/// A caller's closure, its output type erased.
+pub type Job = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
 
 #[cfg(feature = "tokio")]
 pub fn current_thread() -> tokio::runtime::Runtime {

@@ -28,7 +28,7 @@ use futures_lite::{stream, Stream, StreamExt};
 #[cfg(feature = "tokio")]
 use crate::common::join;
 use crate::common::{eventually, is_set, message, per_runtime, BoxFuture, Ctx, DropFlag, Payload};
-use crate::common::{TestRuntime, LIMIT};
+use crate::common::{Job, TestRuntime, LIMIT};
 
 /// A timer of the runtime under test.
 pub(crate) type Sleep = fn(Duration) -> BoxFuture<()>;
@@ -114,31 +114,43 @@ impl Place {
         T: Send + 'static,
         F: FnOnce(Bridge<R>) -> T + Send + 'static,
     {
-        #[allow(unused_variables)]
-        let b = bridge.clone();
+        let Place::Ctx(ctx) = self else {
+            // Erased, so that the runtimes' machinery below is compiled once,
+            // not once per test.
+            let b = bridge.clone();
+            let job: Job = Box::new(move || Box::new(f(b)));
+            return *self
+                .run_job(job)
+                .downcast::<T>()
+                .expect("the output's own type");
+        };
+        ctx.run(bridge, f)
+    }
+
+    fn run_job(self, f: Job) -> Box<dyn Any + Send> {
         match self {
-            Place::Ctx(ctx) => ctx.run(bridge, f),
+            Place::Ctx(_) => unreachable!("run by `Ctx::run`"),
             #[cfg(feature = "tokio")]
             Place::SpawnBlockingOnCurrentThread => crate::common::current_thread()
-                .block_on(async move { join(tokio::task::spawn_blocking(move || f(b)).await) }),
+                .block_on(async move { join(tokio::task::spawn_blocking(f).await) }),
             #[cfg(feature = "tokio")]
             Place::LocalSetBody => {
                 let local = tokio::task::LocalSet::new();
-                local.block_on(&crate::common::current_thread(), async move { f(b) })
+                local.block_on(&crate::common::current_thread(), async move { f() })
             }
             #[cfg(feature = "tokio")]
             Place::SingleWorker => multi_thread(1)
-                .block_on(async move { join(tokio::spawn(async move { f(b) }).await) }),
+                .block_on(async move { join(tokio::spawn(async move { f() }).await) }),
             #[cfg(feature = "tokio")]
             Place::MultiThreadLocalSetBody => {
                 let local = tokio::task::LocalSet::new();
-                multi_thread(2).block_on(local.run_until(async move { f(b) }))
+                multi_thread(2).block_on(local.run_until(async move { f() }))
             }
             #[cfg(feature = "smol")]
-            Place::SmolTask => smol::block_on(smol::spawn(async move { f(b) })),
+            Place::SmolTask => smol::block_on(smol::spawn(async move { f() })),
             #[cfg(feature = "async-std")]
             Place::AsyncStdTask => {
-                async_std::task::block_on(async_std::task::spawn(async move { f(b) }))
+                async_std::task::block_on(async_std::task::spawn(async move { f() }))
             }
         }
     }
