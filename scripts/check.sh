@@ -41,53 +41,13 @@ for ((mask = 0; mask < 1 << ${#features[@]}; mask++)); do
   timeout 900 cargo clippy --quiet --lib --no-default-features ${list:+--features "$list"} -- -D warnings
 done
 
-# The suite is built once per feature set (none, each alone, all). Building
-# is what takes the time, and the tests mostly wait: each set's tests run in
-# the background while the next set builds, their output kept in a log that
-# is printed when they end.
-logs=target/check
-mkdir -p "$logs"
-pids=()
-names=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-tests_in_background() { # name, then cargo's "Executable" lines on stdin
-  local name=$1 exes
-  exes=$(sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
-  [ -n "$exes" ] || { echo "no test executable for $name"; exit 1; }
-  (
-    for exe in $exes; do
-      echo "+ $exe"
-      timeout 900 "$exe" || exit 1
-    done
-  ) > "$logs/tests-$name.log" 2>&1 &
-  pids+=($!)
-  names+=("$name")
-}
 for f in "" tokio smol async-std tracing; do
-  step "tests, features: ${f:-none}: build (they run while the next set builds)"
-  echo "+ cargo test --no-default-features ${f:+--features $f} --lib --tests --no-run"
-  timeout 900 cargo test --no-default-features ${f:+--features "$f"} --lib --tests --no-run 2>&1 \
-    | tee "$logs/build.log"
-  tests_in_background "${f:-none}" < "$logs/build.log"
+  step "tests, features: ${f:-none}"
+  run cargo test --no-default-features ${f:+--features "$f"} --lib --tests
 done
 
 step "tests, examples and doctests, all features"
 run cargo test --all-features
-
-step "tests, features: none and each alone: their results"
-failed=()
-for i in "${!pids[@]}"; do
-  if wait "${pids[$i]}"; then
-    grep -h '^test result' "$logs/tests-${names[$i]}.log" | sed "s/^/${names[$i]}: /"
-  else
-    cat "$logs/tests-${names[$i]}.log"
-    failed+=("${names[$i]}")
-  fi
-done
-if ((${#failed[@]})); then
-  echo "tests failed with features: ${failed[*]}"
-  exit 1
-fi
 
 step "doctests, no features"
 run cargo test --no-default-features --doc
