@@ -4,20 +4,22 @@
 # test that fails once in N runs is a defect, of the code under it or of the
 # test.
 #   scripts/stress.sh [N]        (N = 20 by default)
-# Environment: STRESS_FILTER (a test name filter), RUST_TEST_THREADS (8).
+# Environment: STRESS_FILTER (a test name filter), RUST_TEST_THREADS (16, as
+# scripts/check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-20}"
-export RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}"
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-16}"
 export RUST_BACKTRACE=0
 
-bin=$(cargo test --all-features --test suite --no-run --message-format json 2>/dev/null \
+# The two test binaries (see tests/suite/main.rs).
+bins=$(cargo test --all-features --tests --no-run --message-format json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "suite":
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["executable"])')
-[ -x "$bin" ] || { echo "could not build the suite"; exit 1; }
+[ "$(echo "$bins" | wc -w)" = 2 ] || { echo "could not build the two test binaries: $bins"; exit 1; }
 
 # The busy core: a process that spins until this script ends.
 sh -c 'while :; do :; done' &
@@ -30,7 +32,9 @@ rm -f "$log"/run-*.txt
 clean=0
 for ((i = 1; i <= runs; i++)); do
   start=$SECONDS
-  if timeout 900 "$bin" ${STRESS_FILTER:+"$STRESS_FILTER"} > "$log/run-$i.txt" 2>&1; then
+  if (for bin in $bins; do
+    timeout 900 "$bin" ${STRESS_FILTER:+"$STRESS_FILTER"} || exit 1
+  done) > "$log/run-$i.txt" 2>&1; then
     clean=$((clean + 1))
     echo "run $i/$runs: clean ($((SECONDS - start)) s)"
   else
