@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 
 use executor_bridge::{Bridge, Pollster, Runtime};
 
+/// Serializes whatever replaces the (process-wide) panic hook, and the
+/// tests that raise the panics such a hook looks for on shared threads: a
+/// hook taken by one test while another's is in place loses panics.
+pub fn hook_lock() -> std::sync::MutexGuard<'static, ()> {
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HOOK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The watchdog limit most tests use, in seconds: generous, for a loaded
 /// machine.
 pub const LIMIT: u64 = 60;

@@ -114,19 +114,23 @@ impl Place {
         T: Send + 'static,
         F: FnOnce(Bridge<R>) -> T + Send + 'static,
     {
-        let Place::Ctx(ctx) = self else {
+        match self {
+            Place::Ctx(ctx) => ctx.run(bridge, f),
             // Erased, so that the runtimes' machinery below is compiled once,
-            // not once per test.
-            let b = bridge.clone();
-            let job: Job = Box::new(move || Box::new(f(b)));
-            return *self
-                .run_job(job)
-                .downcast::<T>()
-                .expect("the output's own type");
-        };
-        ctx.run(bridge, f)
+            // not once per test. (No feature, no such place.)
+            #[allow(unreachable_patterns)]
+            other => {
+                let b = bridge.clone();
+                let job: Job = Box::new(move || Box::new(f(b)));
+                *other
+                    .run_job(job)
+                    .downcast::<T>()
+                    .expect("the output's own type")
+            }
+        }
     }
 
+    #[allow(unused_variables)] // `f`, without a feature
     fn run_job(self, f: Job) -> Box<dyn Any + Send> {
         match self {
             Place::Ctx(_) => unreachable!("run by `Ctx::run`"),

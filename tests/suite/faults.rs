@@ -733,14 +733,6 @@ fn try_into_panic_gives_a_non_panic_back() {
 // Documented panics point at the caller's line.
 // ---------------------------------------------------------------------------
 
-/// Serializes the tests that replace the (process-wide) panic hook, and the
-/// tests elsewhere that raise the panics they look for on shared threads.
-static HOOK: Mutex<()> = Mutex::new(());
-
-pub(crate) fn hook_lock() -> std::sync::MutexGuard<'static, ()> {
-    HOOK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Where a panic was raised.
 #[derive(Debug)]
 struct Site {
@@ -759,7 +751,7 @@ fn panic_site(needle: &'static str, f: impl FnOnce()) -> Site {
 /// As [`panic_site`], the panic raised on this thread or on a thread whose
 /// name starts with `also_on`.
 fn panic_site_on(needle: &'static str, also_on: Option<&'static str>, f: impl FnOnce()) -> Site {
-    let _serial = hook_lock();
+    let _serial = crate::common::hook_lock();
     let me = thread::current().id();
     let ours = move || {
         thread::current().id() == me

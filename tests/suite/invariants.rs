@@ -225,6 +225,7 @@ fn text(payload: &(dyn Any + Send)) -> String {
 fn quiet_injected_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let _serial = crate::common::hook_lock();
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if !info.payload().is::<Injected>() {

@@ -2400,9 +2400,8 @@ static PROBED: AtomicBool = AtomicBool::new(false);
 /// Other tests may replace the hook meanwhile: it is installed again if a
 /// probe panic does not reach it.
 fn quiet_panics() {
-    static ONE: Mutex<()> = Mutex::new(());
     static INSTALLED: AtomicBool = AtomicBool::new(false);
-    let _one = lock(&ONE);
+    let _one = crate::common::hook_lock();
     if INSTALLED.load(SeqCst) {
         PROBED.store(false, SeqCst);
         let _ = catch_unwind(|| panic_any(Probe));

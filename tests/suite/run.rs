@@ -1013,9 +1013,6 @@ fn run_panics_when_its_loop_thread_cannot_start() {
     b.run(move || async move { inner.run(|| async {}) });
 }
 
-/// Serializes the tests that replace the panic hook.
-static HOOK: Mutex<()> = Mutex::new(());
-
 type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
 
 /// Runs `f`, which must panic with a text starting with `prefix`, and
@@ -1024,7 +1021,7 @@ type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
 /// meanwhile, may raise the same panic). Other panics go to the previous
 /// hook, which is put back after.
 fn panic_file(prefix: &'static str, f: impl FnOnce()) -> String {
-    let _one_at_a_time = HOOK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one_at_a_time = crate::common::hook_lock();
     let seen: Arc<Mutex<Vec<(std::thread::ThreadId, String)>>> = Arc::default();
     let previous: Arc<Hook> = Arc::new(panic::take_hook());
     {

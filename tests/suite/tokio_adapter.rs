@@ -684,7 +684,7 @@ fn a_stream_fed_by_the_callers_current_thread_runtime_times_out_per_item() {
 fn a_task_of_the_caller_driven_runtime_that_calls_its_bridge_panics() {
     // Its panic may be raised on a `bridge-tokio` thread: keep it apart from
     // the test that looks for where that panic points.
-    let _serial = crate::faults::hook_lock();
+    let _serial = crate::common::hook_lock();
     let bridge = Bridge::new(Tokio::new());
     let inner = bridge.clone();
     watchdog(LIMIT, move || {
@@ -704,7 +704,7 @@ fn a_task_of_the_caller_driven_runtime_that_calls_its_bridge_panics() {
 
 #[test]
 fn such_a_task_panics_on_the_driver_thread_too_and_the_remedies_work() {
-    let _serial = crate::faults::hook_lock();
+    let _serial = crate::common::hook_lock();
     watchdog(LIMIT, || {
         let bridge = bridge("tkOwnTask");
         // Spawned through the handle, run by the driver thread between calls,
