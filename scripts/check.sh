@@ -47,8 +47,9 @@ for f in "" tokio smol async-std tracing; do
   run cargo test --no-default-features ${f:+--features "$f"} --lib --tests
 done
 
-step "tests, examples and doctests, all features"
-run cargo test --all-features
+step "tests and doctests, all features (the examples compiled under clippy above)"
+run cargo test --all-features --lib --tests
+run cargo test --all-features --doc
 
 step "doctests, no features"
 run cargo test --no-default-features --doc
