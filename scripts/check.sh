@@ -51,9 +51,6 @@ step "tests and doctests, all features (the examples compiled under clippy above
 run cargo test --all-features --lib --tests
 run cargo test --all-features --doc
 
-step "doctests, no features"
-run cargo test --no-default-features --doc
-
 step "rustdoc, warnings denied; and as docs.rs builds it (--cfg docsrs)"
 RUSTDOCFLAGS="-D warnings" run cargo doc --all-features --no-deps
 # docs.rs builds with a nightly compiler; stable accepts the same with
