@@ -4,12 +4,16 @@
 //! core kept busy by an unrelated spinning thread.
 //!
 //! - `live_latency` (own table, printed at the end): a producer THREAD sends
-//!   an item every 200 us into an `async_channel` (its send instant inside);
-//!   the consumer measures send -> `next()` returning it. Contenders:
-//!   `iter_direct`, `iter` (default pull, and `stream_capacity(64)`) on
-//!   `Bridge<Tokio>`, `iter_direct` on `Bridge<Pollster>`,
-//!   `futures::executor::block_on_stream` and `recv_blocking` on the same
-//!   channel, vs a thread + `std::sync::mpsc::sync_channel`. Switches are
+//!   an item every 200 us into a channel (its send instant inside); the
+//!   consumer measures send -> `next()` returning it. Each source is read
+//!   the way a user would without the bridge, beside the bridge over the
+//!   same source on each adapter: an `async_channel` (`recv_blocking`;
+//!   `iter_direct` on `Tokio::new()`, `Tokio::from_runtime(multi_thread)`,
+//!   `Pollster`, `Smol`, `AsyncStd`; `iter` pulled and with
+//!   `stream_capacity(64)`; `futures::executor::block_on_stream`), a tokio
+//!   `mpsc` channel (`blocking_recv`; rows `tk_`), and a std `sync_channel`
+//!   (`recv`). `x own` compares a row with its source's own blocking
+//!   receive, `x std` with the std channel, in the same round. Switches are
 //!   counted for the whole process and, separately, without the producer
 //!   thread's own (each of its 200 us sleeps is one).
 //! - `stream_1m_u64` (criterion, and a table): sum 1,000,000 ready `u64`:
@@ -243,15 +247,27 @@ fn consume(items: usize, mut next: impl FnMut() -> Option<Live>) -> LiveRun {
 
 struct LiveContender {
     name: &'static str,
+    /// The source's own blocking receive, which this row is compared with.
+    own: &'static str,
     run: Box<dyn FnMut(usize) -> LiveRun>,
 }
 
-fn live(name: &'static str, run: impl FnMut(usize) -> LiveRun + 'static) -> LiveContender {
+fn live(
+    name: &'static str,
+    own: &'static str,
+    run: impl FnMut(usize) -> LiveRun + 'static,
+) -> LiveContender {
     LiveContender {
         name,
+        own,
         run: Box::new(run),
     }
 }
+
+/// The source's own blocking receive of each kind of row.
+const OWN_ASYNC_CHANNEL: &str = "async_channel_recv_blocking";
+const OWN_TOKIO_MPSC: &str = "tokio_mpsc_blocking_recv";
+const OWN_STD: &str = "std_sync_channel";
 
 /// A live consumer of an async_channel fed by a producer thread, through
 /// the iterator `iter` makes of the receiver.
@@ -259,7 +275,7 @@ fn live_async<I: Iterator<Item = Live>>(
     name: &'static str,
     iter: impl Fn(async_channel::Receiver<Live>) -> I + 'static,
 ) -> LiveContender {
-    live(name, move |items| {
+    live(name, OWN_ASYNC_CHANNEL, move |items| {
         let (tx, rx) = async_channel::bounded::<Live>(CAP);
         let p = producer(WARM + items, move |x| tx.send_blocking(x).is_ok());
         let mut it = iter(rx);
@@ -269,6 +285,29 @@ fn live_async<I: Iterator<Item = Live>>(
         run
     })
 }
+
+/// A live consumer of a tokio `mpsc` channel fed by a producer thread
+/// (`blocking_send`), through the iterator `iter` makes of the receiver as
+/// a stream.
+fn live_tokio<I: Iterator<Item = Live>>(
+    name: &'static str,
+    iter: impl Fn(TokioStream) -> I + 'static,
+) -> LiveContender {
+    live(name, OWN_TOKIO_MPSC, move |items| {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Live>(CAP);
+        let p = producer(WARM + items, move |x| tx.blocking_send(x).is_ok());
+        let mut it = iter(Box::pin(futures_lite::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        })));
+        let run = consume(items, || it.next());
+        drop(it);
+        p.join().expect("producer");
+        run
+    })
+}
+
+/// A tokio `mpsc` receiver as a stream.
+type TokioStream = std::pin::Pin<Box<dyn futures_lite::Stream<Item = Live> + Send>>;
 
 fn percentile(v: &[f64], q: f64) -> f64 {
     let mut v = v.to_vec();
@@ -281,26 +320,74 @@ fn live_latency() {
         return;
     }
     let (rounds, items) = if full_run() { (7, 1000) } else { (1, 50) };
+    // The bridge over each async source, on each adapter, beside the
+    // source's own blocking receive and a std channel.
     let tokio_bridge = Bridge::new(Tokio::new());
     let cap64 = Bridge::builder(Tokio::new()).stream_capacity(64).build();
+    let tokio_mt = Bridge::new(Tokio::from_runtime(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("multi_thread runtime"),
+    ));
     let pollster_bridge = Bridge::new(Pollster);
-    let (b1, b2) = (tokio_bridge.clone(), tokio_bridge.clone());
-    let mut contenders = [
+    #[cfg(feature = "smol")]
+    let smol_bridge = Bridge::new(executor_bridge::Smol);
+    #[cfg(feature = "async-std")]
+    let async_std_bridge = Bridge::new(executor_bridge::AsyncStd);
+    let (b1, b2, m1) = (tokio_bridge.clone(), tokio_bridge.clone(), tokio_mt.clone());
+    let (b3, b4, m2, p2) = (
+        tokio_bridge.clone(),
+        tokio_bridge.clone(),
+        tokio_mt.clone(),
+        pollster_bridge.clone(),
+    );
+    let mut contenders = vec![
+        live_async(OWN_ASYNC_CHANNEL, |rx| {
+            std::iter::from_fn(move || rx.recv_blocking().ok())
+        }),
         live_async("bridge_tokio_iter_direct", move |rx| {
             b1.iter_direct(move || rx)
         }),
         live_async("bridge_tokio_iter_pull", move |rx| b2.iter(move || rx)),
         live_async("bridge_tokio_iter_cap64", move |rx| cap64.iter(move || rx)),
+        live_async("bridge_tokio_mt_iter_direct", move |rx| {
+            m1.iter_direct(move || rx)
+        }),
         live_async("bridge_pollster_iter_direct", move |rx| {
             pollster_bridge.iter_direct(move || rx)
+        }),
+        #[cfg(feature = "smol")]
+        live_async("bridge_smol_iter_direct", move |rx| {
+            smol_bridge.iter_direct(move || rx)
+        }),
+        #[cfg(feature = "async-std")]
+        live_async("bridge_async_std_iter_direct", move |rx| {
+            async_std_bridge.iter_direct(move || rx)
         }),
         live_async("futures_block_on_stream", |rx| {
             futures::executor::block_on_stream(Box::pin(rx))
         }),
-        live_async("async_channel_recv_blocking", |rx| {
-            std::iter::from_fn(move || rx.recv_blocking().ok())
+        live(OWN_TOKIO_MPSC, OWN_TOKIO_MPSC, |items| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Live>(CAP);
+            let p = producer(WARM + items, move |x| tx.blocking_send(x).is_ok());
+            let run = consume(items, || rx.blocking_recv());
+            drop(rx);
+            p.join().expect("producer");
+            run
         }),
-        live("std_sync_channel", |items| {
+        live_tokio("tk_bridge_tokio_iter_direct", move |rx| {
+            b3.iter_direct(move || rx)
+        }),
+        live_tokio("tk_bridge_tokio_iter_pull", move |rx| b4.iter(move || rx)),
+        live_tokio("tk_bridge_tokio_mt_iter_direct", move |rx| {
+            m2.iter_direct(move || rx)
+        }),
+        live_tokio("tk_bridge_pollster_iter_direct", move |rx| {
+            p2.iter_direct(move || rx)
+        }),
+        live(OWN_STD, OWN_STD, |items| {
             let (tx, rx) = mpsc::sync_channel::<Live>(CAP);
             let p = producer(WARM + items, move |x| tx.send(x).is_ok());
             let run = consume(items, || rx.recv().ok());
@@ -336,10 +423,19 @@ fn live_latency() {
     let col = |li: usize, i: usize, f: fn(&[f64; 5]) -> f64| {
         median(&got[li][i].iter().map(f).collect::<Vec<_>>())
     };
-    let ratio = |li: usize, i: usize, f: fn(&[f64; 5]) -> f64| {
+    let own: Vec<usize> = contenders
+        .iter()
+        .map(|c| {
+            contenders
+                .iter()
+                .position(|o| o.name == c.own)
+                .expect("the source's own row")
+        })
+        .collect();
+    let ratio_to = |li: usize, i: usize, to: usize, f: fn(&[f64; 5]) -> f64| {
         let r: Vec<f64> = got[li][i]
             .iter()
-            .zip(&got[li][base])
+            .zip(&got[li][to])
             .map(|(a, b)| f(a) / f(b))
             .collect();
         median(&r)
@@ -354,7 +450,10 @@ fn live_latency() {
     let _ = writeln!(
         out,
         "   {rounds} rounds x {items} items per contender (after {WARM} skipped), rotated order; p50/p99 per round, \
-         medians of rounds; `x std` = median of (this / std_sync_channel's, same round); sw/item = voluntary \
+         medians of rounds; `x std` = median of (this p50 / std_sync_channel's, same round), `x own` the same against \
+         the source's own blocking receive (rows `tk_` read a tokio mpsc channel, the others an async_channel), \
+         `p99 x` = p99 against std's; \
+         sw/item = voluntary \
          switches of the whole process per item, `-prod` = without the producer thread's own (its sleeps), \
          `drv` = the share of `bridge-tokio` (Tokio::new()'s driver thread)"
     );
@@ -362,11 +461,12 @@ fn live_latency() {
     for load in loads {
         let _ = write!(
             header,
-            " | {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>5}",
+            " | {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>5}",
             load.short(),
             "p50",
             "p99",
-            "p50 x",
+            "x own",
+            "x std",
             "p99 x",
             "sw/item",
             "-prod",
@@ -379,12 +479,13 @@ fn live_latency() {
         for li in 0..loads.len() {
             let _ = write!(
                 line,
-                " | {:>5} {:>7.1} {:>7.1} {:>7.2} {:>7.2} {:>7.2} {:>6.2} {:>5.2}",
+                " | {:>5} {:>7.1} {:>7.1} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>6.2} {:>5.2}",
                 "",
                 col(li, i, |r| r[0]),
                 col(li, i, |r| r[1]),
-                ratio(li, i, |r| r[0]),
-                ratio(li, i, |r| r[1]),
+                ratio_to(li, i, own[i], |r| r[0]),
+                ratio_to(li, i, base, |r| r[0]),
+                ratio_to(li, i, base, |r| r[1]),
                 col(li, i, |r| r[2]),
                 col(li, i, |r| r[2] - r[3]),
                 col(li, i, |r| r[4]),
