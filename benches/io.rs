@@ -47,7 +47,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use executor_bridge::{Bridge, Tokio};
@@ -188,21 +188,6 @@ fn connect_std(addr: SocketAddr) -> std::net::TcpStream {
     s
 }
 
-fn multi_thread(workers: usize) -> TokioRt {
-    RtBuilder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("multi_thread runtime")
-}
-
-fn current_thread() -> TokioRt {
-    RtBuilder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("current_thread runtime")
-}
-
 fn timed(n: u64, mut op: impl FnMut()) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
@@ -225,60 +210,17 @@ fn bridge_rtt(name: &str, bridge: Bridge<Tokio>, addr: SocketAddr) -> Contender 
     })
 }
 
-/// The reqwest::blocking pattern: a thread owns a current_thread runtime and
-/// the socket; requests come over a tokio mpsc channel, replies go back over
-/// a tokio oneshot the caller blocks on.
-/// A request to the actor: the message, and where its reply goes.
-type Request = ([u8; MSG], tokio::sync::oneshot::Sender<[u8; MSG]>);
-
-struct Actor {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Actor {
-    fn start(addr: SocketAddr) -> Actor {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Request>();
-        let thread = thread::Builder::new()
-            .name("actor".into())
-            .spawn(move || {
-                current_thread().block_on(async move {
-                    let mut s = connect_tokio(addr).await;
-                    while let Some((mut buf, reply)) = rx.recv().await {
-                        s.write_all(&buf).await.expect("write");
-                        s.read_exact(&mut buf).await.expect("read");
-                        let _ = reply.send(buf);
-                    }
-                })
-            })
-            .expect("actor thread");
-        Actor {
-            tx: Some(tx),
-            thread: Some(thread),
+/// The reqwest::blocking pattern over one socket: the actor owns it and
+/// answers each message with the echo.
+fn socket_actor(addr: SocketAddr) -> Actor<[u8; MSG], [u8; MSG]> {
+    Actor::<[u8; MSG], [u8; MSG]>::start(move |mut rx| async move {
+        let mut s = connect_tokio(addr).await;
+        while let Some((mut buf, reply)) = rx.recv().await {
+            s.write_all(&buf).await.expect("write");
+            s.read_exact(&mut buf).await.expect("read");
+            let _ = reply.send(buf);
         }
-    }
-
-    /// Blocks whatever thread calls it, as reqwest::blocking's `wait` does
-    /// (`unconstrained`: inside a tokio task the coop budget is never
-    /// refilled while this blocks).
-    fn call(&self) -> [u8; MSG] {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .as_ref()
-            .expect("actor running")
-            .send(([7u8; MSG], reply))
-            .expect("actor alive");
-        futures_lite::future::block_on(tokio::task::unconstrained(rx)).expect("actor replied")
-    }
-}
-
-impl Drop for Actor {
-    fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 /// std non-blocking socket + `epoll_wait` (edge-triggered, as tokio's).
@@ -342,7 +284,7 @@ fn rtt_plain(addr: SocketAddr) -> Group {
     let handle = mt.handle().clone();
     let mut std_stream = connect_std(addr);
     let mut epoll = Epoll::connect(addr);
-    let actor = Actor::start(addr);
+    let actor = socket_actor(addr);
     let io_bridge = Bridge::new(Tokio::new());
     let io_stream = io_bridge.run(move || connect_tokio(addr));
     let mut io = io_bridge.io(io_stream.compat());
@@ -383,7 +325,7 @@ fn rtt_plain(addr: SocketAddr) -> Group {
     }))
     .add(contender("actor_current_thread", move |n| {
         timed(n, || {
-            std::hint::black_box(actor.call());
+            std::hint::black_box(actor.call([7u8; MSG]));
         })
     }))
     .keep(mt)
@@ -416,7 +358,7 @@ fn rtt_in_runtime(addr: SocketAddr) -> Group {
         "bridge_run_tokio_mt1",
         Bridge::new(Tokio::from_runtime(multi_thread(1))),
     );
-    let actor = Actor::start(addr);
+    let actor = socket_actor(addr);
     let ct2 = Arc::clone(&ct);
     Group::new(
         "tcp_rtt_64b_in_current_thread",
@@ -427,7 +369,7 @@ fn rtt_in_runtime(addr: SocketAddr) -> Group {
     .add(bridge_mt)
     .add(contender("actor_current_thread", move |n| {
         in_runtime(&ct2, n, || {
-            std::hint::black_box(actor.call());
+            std::hint::black_box(actor.call([7u8; MSG]));
         })
     }))
 }

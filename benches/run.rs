@@ -34,12 +34,11 @@ use std::hint::black_box;
 use std::pin::Pin;
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use executor_bridge::{AsyncStd, Bridge, Pollster, Smol, Tokio};
-use tokio::runtime::{Builder as RtBuilder, Runtime as TokioRt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::runtime::Runtime as TokioRt;
 
 mod common;
 use common::*;
@@ -104,21 +103,6 @@ impl Future for Work {
     }
 }
 
-fn current_thread() -> TokioRt {
-    RtBuilder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("current_thread runtime")
-}
-
-fn multi_thread(workers: usize) -> TokioRt {
-    RtBuilder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("multi_thread runtime")
-}
-
 /// `n` calls of `call` in a row.
 fn timed(n: u64, mut call: impl FnMut() -> u64) -> Duration {
     let t = Instant::now();
@@ -128,56 +112,16 @@ fn timed(n: u64, mut call: impl FnMut() -> u64) -> Duration {
     t.elapsed()
 }
 
-/// The reqwest::blocking pattern: a background thread runs a current_thread
-/// runtime, receives requests over a tokio mpsc channel, spawns a task per
-/// request and replies over a tokio oneshot; the caller blocks on the reply.
-struct Actor {
-    tx: Option<mpsc::UnboundedSender<(Kind, oneshot::Sender<u64>)>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Actor {
-    fn start() -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Kind, oneshot::Sender<u64>)>();
-        let thread = thread::Builder::new()
-            .name("actor".into())
-            .spawn(move || {
-                current_thread().block_on(async move {
-                    while let Some((kind, reply)) = rx.recv().await {
-                        tokio::spawn(async move {
-                            let _ = reply.send(work(kind).await);
-                        });
-                    }
-                });
-            })
-            .expect("actor thread");
-        Actor {
-            tx: Some(tx),
-            thread: Some(thread),
+/// The reqwest::blocking pattern: the actor spawns a task per request and
+/// replies with its output.
+fn work_actor() -> Actor<Kind, u64> {
+    Actor::<Kind, u64>::start(|mut rx| async move {
+        while let Some((kind, reply)) = rx.recv().await {
+            tokio::spawn(async move {
+                let _ = reply.send(work(kind).await);
+            });
         }
-    }
-
-    /// Blocks the calling thread (whatever it is, as reqwest::blocking's
-    /// `wait` does) until the actor replies. `unconstrained`: inside a tokio
-    /// task the caller's coop budget is never refilled while this blocks.
-    fn call(&self, kind: Kind) -> u64 {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .as_ref()
-            .expect("actor running")
-            .send((kind, reply))
-            .expect("actor alive");
-        futures_lite::future::block_on(tokio::task::unconstrained(rx)).expect("actor replied")
-    }
-}
-
-impl Drop for Actor {
-    fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 /// The classic recipe: a fresh thread and a fresh current_thread runtime per
@@ -199,7 +143,7 @@ fn plain_thread(kind: Kind) -> Group {
     let smol_bridge = Bridge::new(Smol);
     let async_std_bridge = Bridge::new(AsyncStd);
     let pollster_bridge = Bridge::new(Pollster);
-    let actor = Actor::start();
+    let actor = work_actor();
     Group::new(
         format!("plain_thread/{}", kind.name()),
         format!(
@@ -280,7 +224,7 @@ fn tokio_worker(kind: Kind) -> Group {
     let app = Arc::new(multi_thread(2));
     let from_handle = Bridge::new(Tokio::from_handle(app.handle().clone()));
     let tokio_new = Bridge::new(Tokio::new());
-    let actor = Arc::new(Actor::start());
+    let actor = Arc::new(work_actor());
     let (a1, a2, a3, a4) = (
         Arc::clone(&app),
         Arc::clone(&app),
@@ -340,7 +284,7 @@ fn current_thread_runtime(kind: Kind) -> Group {
     let smol_bridge = Bridge::new(Smol);
     let async_std_bridge = Bridge::new(AsyncStd);
     let pollster_bridge = Bridge::new(Pollster);
-    let actor = Actor::start();
+    let actor = work_actor();
     let clone = || Arc::clone(&ct);
     let (c1, c2, c3, c4, c5, c6, c7) = (
         clone(),
@@ -424,7 +368,7 @@ fn scaling_plain(callers: usize) -> Group {
     let handle = mt.handle().clone();
     let pollster_bridge = Bridge::new(Pollster);
     let smol_bridge = Bridge::new(Smol);
-    let actor = Actor::start();
+    let actor = work_actor();
     let ready = Kind::Ready;
     Group::new(
         format!("scaling_plain_{callers}"),
@@ -469,7 +413,7 @@ fn scaling_in_current_thread(callers: usize) -> Group {
     let tokio_new = Bridge::new(Tokio::new());
     let tokio_mt = Bridge::new(Tokio::from_runtime(multi_thread(1)));
     let pollster_bridge = Bridge::new(Pollster);
-    let actor = Actor::start();
+    let actor = work_actor();
     let ready = Kind::Ready;
     Group::new(
         format!("scaling_in_current_thread_{callers}"),

@@ -324,13 +324,7 @@ fn live_latency() {
     // source's own blocking receive and a std channel.
     let tokio_bridge = Bridge::new(Tokio::new());
     let cap64 = Bridge::builder(Tokio::new()).stream_capacity(64).build();
-    let tokio_mt = Bridge::new(Tokio::from_runtime(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("multi_thread runtime"),
-    ));
+    let tokio_mt = Bridge::new(Tokio::from_runtime(multi_thread(1)));
     let pollster_bridge = Bridge::new(Pollster);
     #[cfg(feature = "smol")]
     let smol_bridge = Bridge::new(executor_bridge::Smol);

@@ -529,3 +529,74 @@ pub fn print_report(bench: &str) {
     );
     print!("{report}");
 }
+
+// ===== The actor-thread baseline =====
+
+/// A tokio current_thread runtime with IO and timers.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("current_thread runtime")
+}
+
+/// A tokio multi_thread runtime of `workers` workers, with IO and timers.
+pub fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("multi_thread runtime")
+}
+
+/// A request to an [`Actor`] and where its answer goes.
+pub type Request<Q, A> = (Q, tokio::sync::oneshot::Sender<A>);
+
+/// The reqwest::blocking pattern: a thread owns a current_thread runtime;
+/// requests come over a tokio mpsc channel, answers go back over a tokio
+/// oneshot the caller blocks on.
+pub struct Actor<Q, A> {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Request<Q, A>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<Q: Send + 'static, A: Send + 'static> Actor<Q, A> {
+    /// Starts the thread; `serve` runs in its runtime with the requests.
+    pub fn start<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(tokio::sync::mpsc::UnboundedReceiver<Request<Q, A>>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let thread = thread::Builder::new()
+            .name("actor".into())
+            .spawn(move || current_thread().block_on(serve(rx)))
+            .expect("actor thread");
+        Actor {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Blocks whatever thread calls it, as reqwest::blocking's `wait` does
+    /// (`unconstrained`: inside a tokio task the caller's coop budget is
+    /// never refilled while this blocks).
+    pub fn call(&self, q: Q) -> A {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .as_ref()
+            .expect("actor running")
+            .send((q, reply))
+            .unwrap_or_else(|_| panic!("actor alive"));
+        futures_lite::future::block_on(tokio::task::unconstrained(rx)).expect("actor replied")
+    }
+}
+
+impl<Q, A> Drop for Actor<Q, A> {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
