@@ -521,9 +521,14 @@ impl<R: Runtime> Bridge<R> {
                 if let Ticket::Queued(id) = ticket {
                     if let Some(job) = self.pool().cancel(id) {
                         // It never started: its factory is dropped where
-                        // the call would have run it.
-                        self.pool().dispose(job);
-                        return Err(Error::timeout(timeout));
+                        // the call would have run it; a panic of its
+                        // destructor is the call's answer, as it would have
+                        // been there.
+                        let dropped = catch_unwind(AssertUnwindSafe(|| self.pool().dispose(job)));
+                        return Err(match dropped {
+                            Ok(()) => Error::timeout(timeout),
+                            Err(payload) => Error::panic(payload),
+                        });
                     }
                 }
                 drop(cancel);

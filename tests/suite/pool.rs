@@ -696,11 +696,45 @@ fn run_timeout_returns_while_its_call_waits_in_the_queue<R: TestRuntime>() {
     assert_settled(&bridge, &name, "after a timeout in the queue");
 }
 
+/// A call cancelled in the queue whose factory's destructor panics: the
+/// panic is `run_timeout`'s error, with its payload, never an unwind into the
+/// caller (found from outside: it unwound).
+fn a_queued_factory_whose_drop_panics_is_an_error_not_an_unwind<R: TestRuntime>() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            std::panic::panic_any(7u32);
+        }
+    }
+    let name = tagged::<R>("plQPanic");
+    let bridge = Bridge::builder(R::make())
+        .thread_name(&name)
+        .max_threads(1)
+        .build();
+    let it = hold(&bridge);
+    let bomb = PanicsOnDrop;
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bridge.run_timeout(ms(50), move || {
+            let _bomb = bomb;
+            async { 1 }
+        })
+    }));
+    let err = got
+        .expect("run_timeout unwound instead of returning an error")
+        .unwrap_err();
+    assert!(err.is_panic(), "{err:?}");
+    assert_eq!(err.into_panic().downcast::<u32>().ok().map(|p| *p), Some(7));
+    drop(it);
+    assert_eq!(bridge.run_timeout(LONG, || async { 2 }).unwrap(), 2);
+    assert_settled(&bridge, &name, "after a panicking drop in the queue");
+}
+
 per_runtime!(
     max_threads_bounds_the_outer_calls_and_queues_the_rest,
     nested_calls_never_wait_for_a_thread,
     max_threads_one_runs_queued_work_in_turn,
-    run_timeout_returns_while_its_call_waits_in_the_queue
+    run_timeout_returns_while_its_call_waits_in_the_queue,
+    a_queued_factory_whose_drop_panics_is_an_error_not_an_unwind
 );
 
 /// Regression: 16 callers inside tokio current_thread runtimes, each outer
