@@ -627,11 +627,7 @@ fn max_threads_bounds_the_outer_calls_and_queues_the_rest<R: TestRuntime>() {
 fn nested_calls_never_wait_for_a_thread<R: TestRuntime>() {
     // One thread allowed, busy with the outer call: nested calls would wait
     // for it forever if they queued.
-    let name = tagged::<R>("plNest");
-    let bridge = Bridge::builder(R::make())
-        .thread_name(&name)
-        .max_threads(1)
-        .build();
+    let (name, bridge) = one_thread::<R>("plNest");
     let b1 = bridge.clone();
     let out = bridge
         .run_timeout(LONG, move || async move {
@@ -649,12 +645,18 @@ fn nested_calls_never_wait_for_a_thread<R: TestRuntime>() {
     assert_settled(&bridge, &name, "after nested calls");
 }
 
-fn max_threads_one_runs_queued_work_in_turn<R: TestRuntime>() {
-    let name = tagged::<R>("plMax1");
+/// A bridge of at most one loop thread, named after `tag` and the adapter.
+fn one_thread<R: TestRuntime>(tag: &str) -> (String, Bridge<R>) {
+    let name = tagged::<R>(tag);
     let bridge = Bridge::builder(R::make())
         .thread_name(&name)
         .max_threads(1)
         .build();
+    (name, bridge)
+}
+
+fn max_threads_one_runs_queued_work_in_turn<R: TestRuntime>() {
+    let (name, bridge) = one_thread::<R>("plMax1");
     let iters: Vec<_> = (0..4).map(|_| bridge.iter(|| slow(10))).collect();
     assert_eq!(stats(&bridge).queued, 3);
     for it in iters {
@@ -665,11 +667,7 @@ fn max_threads_one_runs_queued_work_in_turn<R: TestRuntime>() {
 }
 
 fn run_timeout_returns_while_its_call_waits_in_the_queue<R: TestRuntime>() {
-    let name = tagged::<R>("plQueue");
-    let bridge = Bridge::builder(R::make())
-        .thread_name(&name)
-        .max_threads(1)
-        .build();
+    let (name, bridge) = one_thread::<R>("plQueue");
     let it = hold(&bridge);
     let (guard, made) = common::DropFlag::new();
     let start = Instant::now();
@@ -706,11 +704,7 @@ fn a_queued_factory_whose_drop_panics_is_an_error_not_an_unwind<R: TestRuntime>(
             std::panic::panic_any(7u32);
         }
     }
-    let name = tagged::<R>("plQPanic");
-    let bridge = Bridge::builder(R::make())
-        .thread_name(&name)
-        .max_threads(1)
-        .build();
+    let (name, bridge) = one_thread::<R>("plQPanic");
     let it = hold(&bridge);
     let bomb = PanicsOnDrop;
     let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
