@@ -7,13 +7,16 @@ use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
 
 use ::tokio::runtime::{Handle, Id, Runtime as TokioRuntime, RuntimeFlavor};
 
+use atomic_waker::AtomicWaker;
+
 use crate::pool::lock;
+use crate::relay::{self, Relay};
 use crate::{Error, Runtime};
 
 /// Drives futures on a long-lived tokio runtime.
@@ -424,19 +427,9 @@ thread_local! {
     /// The caller-driven runtime this thread drives right now (inside its
     /// `block_on`), if any.
     static DRIVING: Cell<Option<Id>> = const { Cell::new(None) };
-    /// A caller's signal and its waker, kept between calls.
-    static SIGNAL: Cell<Option<(Arc<Signal>, Waker)>> = const { Cell::new(None) };
-}
-
-/// Puts a drive's signal back for the thread's next call, even if the
-/// future panicked.
-struct PutBack(Option<(Arc<Signal>, Waker)>);
-
-impl Drop for PutBack {
-    fn drop(&mut self) {
-        let kept = self.0.take();
-        let _ = SIGNAL.try_with(|cell| cell.set(kept));
-    }
+    /// A caller's relay: its future's waker, which wakes the runtime's
+    /// `block_on` while the caller parks in it. Kept between calls.
+    static CALLER: relay::Slot = const { Cell::new(None) };
 }
 
 /// The caller-driven runtimes alive, by id (see [`driven_elsewhere`]).
@@ -464,7 +457,7 @@ struct Callers {
     release_wanted: AtomicBool,
     stop: AtomicBool,
     /// Wakes the driver's `block_on` while it holds the runtime.
-    driver_waker: Mutex<Option<Waker>>,
+    driver_waker: AtomicWaker,
     driver: OnceLock<Thread>,
 }
 
@@ -478,7 +471,7 @@ impl Callers {
             holding: AtomicBool::new(false),
             release_wanted: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-            driver_waker: Mutex::new(None),
+            driver_waker: AtomicWaker::new(),
             driver: OnceLock::new(),
         }
     }
@@ -490,54 +483,23 @@ impl Drop for Callers {
     }
 }
 
-/// A caller's wake-up flag, and the runtime's waker while it parks.
-struct Signal {
-    woken: AtomicBool,
-    parked: Mutex<Option<Waker>>,
-}
-
-impl Wake for Signal {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, SeqCst);
-        if let Some(waker) = lock(&self.parked).take() {
-            waker.wake();
-        }
-    }
-}
-
 impl Callers {
     /// Runs `fut` to completion on this thread, driving the runtime while it
     /// waits.
     fn drive<F: Future>(&self, handle: &Handle, rt: &TokioRuntime, fut: F) -> F::Output {
         let _entered = handle.enter();
-        // This thread's signal, reused from call to call; a nested drive (a
-        // task polled here drives too) gets a fresh one.
-        let (signal, waker) = SIGNAL
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
-                let signal = Arc::new(Signal {
-                    woken: AtomicBool::new(false),
-                    parked: Mutex::new(None),
-                });
-                let waker = Waker::from(Arc::clone(&signal));
-                (signal, waker)
-            });
-        let _back = PutBack(Some((Arc::clone(&signal), waker.clone())));
-        let mut cx = Context::from_waker(&waker);
+        // A nested drive (a task polled here drives too) gets a fresh relay.
+        let caller = relay::Taken::from(&CALLER);
+        let signal = caller.relay();
+        let mut cx = Context::from_waker(caller.waker());
         let mut fut = pin!(fut);
         let mut yields = 0;
         loop {
-            signal.woken.store(false, SeqCst);
+            signal.reset();
             if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
                 return out;
             }
-            if signal.woken.load(SeqCst) {
+            if signal.woken() {
                 yields += 1;
                 if yields < YIELDS {
                     continue;
@@ -545,19 +507,17 @@ impl Callers {
             }
             let turn = yields > 0;
             yields = 0;
-            self.park(rt, &signal, turn);
+            self.park(rt, signal, turn);
         }
     }
 
     /// Waits inside the runtime's `block_on` until `signal` fires, or (for
     /// a `turn`) lets the runtime run once.
-    fn park(&self, rt: &TokioRuntime, signal: &Signal, turn: bool) {
+    fn park(&self, rt: &TokioRuntime, signal: &Relay, turn: bool) {
         self.parkers.fetch_add(1, SeqCst);
         self.parks.fetch_add(1, SeqCst);
         if self.holding.load(SeqCst) {
-            if let Some(waker) = lock(&self.driver_waker).take() {
-                waker.wake();
-            }
+            self.driver_waker.wake();
         }
         let previous = DRIVING.replace(Some(self.id));
         let mut turned = false;
@@ -573,18 +533,14 @@ impl Callers {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if signal.woken.load(SeqCst) {
-                return Poll::Ready(());
-            }
-            *lock(&signal.parked) = Some(cx.waker().clone());
-            if signal.woken.load(SeqCst) {
+            if signal.relay_to(cx.waker()) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
         }));
         DRIVING.set(previous);
-        *lock(&signal.parked) = None;
+        signal.clear();
         if self.parkers.fetch_sub(1, SeqCst) == 1 && self.release_wanted.load(SeqCst) {
             self.unpark_driver();
         }
@@ -598,9 +554,7 @@ impl Callers {
 
     fn stop(&self) {
         self.stop.store(true, SeqCst);
-        if let Some(waker) = lock(&self.driver_waker).take() {
-            waker.wake();
-        }
+        self.driver_waker.wake();
         self.unpark_driver();
     }
 }
@@ -637,7 +591,7 @@ fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
         if callers.parkers.load(SeqCst) == 0 && !callers.stop.load(SeqCst) {
             let previous = DRIVING.replace(Some(callers.id));
             rt.block_on(poll_fn(|cx| {
-                *lock(&callers.driver_waker) = Some(cx.waker().clone());
+                callers.driver_waker.register(cx.waker());
                 if callers.parkers.load(SeqCst) > 0 || callers.stop.load(SeqCst) {
                     Poll::Ready(())
                 } else {
@@ -647,7 +601,7 @@ fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
             DRIVING.set(previous);
         }
         callers.holding.store(false, SeqCst);
-        *lock(&callers.driver_waker) = None;
+        drop(callers.driver_waker.take());
     }
     // A task this thread ran may have dropped the last clone of the adapter:
     // then this clone is the last, and the runtime goes down here.

@@ -20,10 +20,9 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
+use crate::relay::{self, Relay};
 use crate::Runtime;
 
 // ===== What the current thread is =====
@@ -249,16 +248,19 @@ fn sets_tokio_context<R: Runtime>() -> bool {
 #[track_caller]
 pub(crate) fn in_place<R: Runtime, F: Future>(rt: &R, placement: Placement, fut: F) -> F::Output {
     let _depth = DepthGuard::enter(placement == Placement::HandOff);
-    let forward = Forward::take();
+    let first_poll = relay::Taken::from(&FIRST_POLL);
     let mut fut = pin!(InContext {
         rt,
         fut: Some(own_budget(fut)),
         first: None,
     });
-    let first = rt.enter(|| fut.as_mut().poll(&mut Context::from_waker(forward.waker())));
+    let first = rt.enter(|| {
+        fut.as_mut()
+            .poll(&mut Context::from_waker(first_poll.waker()))
+    });
     match first {
         Some(Poll::Ready(out)) => return out,
-        Some(Poll::Pending) => *fut.as_mut().project().first = Some(forward.forward()),
+        Some(Poll::Pending) => *fut.as_mut().project().first = Some(first_poll.relay()),
         None => {}
     }
     wait_in_place(rt, placement, fut)
@@ -291,7 +293,7 @@ pin_project_lite::pin_project! {
         #[pin]
         fut: Option<F>,
         // After a first poll outside `block_on`: the waker it was given.
-        first: Option<&'r Forward>,
+        first: Option<&'r Relay>,
     }
 
     impl<R: Runtime, F> PinnedDrop for InContext<'_, R, F> {
@@ -313,7 +315,7 @@ impl<R: Runtime, F: Future> Future for InContext<'_, R, F> {
         if let Some(first) = this.first.take() {
             // `block_on`'s first poll: what the first poll registered wakes
             // this waker now; poll again only once something did.
-            if !first.forward_to(cx.waker()) {
+            if !first.relay_to(cx.waker()) {
                 return Poll::Pending;
             }
         }
@@ -331,81 +333,15 @@ impl<R: Runtime, F: Future> Future for InContext<'_, R, F> {
     }
 }
 
-/// The waker of a call's first poll, made before the runtime's `block_on`
-/// has a waker of its own: a wake-up is kept until that waker is known, and
-/// forwarded to it after. So what the first poll registers (a lock's list of
-/// waiters, a channel's) holds a waker that works, and `block_on` does not
-/// poll again at once, which could race with an operation the first poll
-/// started (a lost wake-up of async-std's file lock was seen that way).
-struct Forward {
-    woken: AtomicBool,
-    target: Mutex<Option<Waker>>,
-}
-
 thread_local! {
-    /// A forward and its waker, reused by the calls of this thread.
-    static FORWARD: Cell<Option<(Arc<Forward>, Waker)>> = const { Cell::new(None) };
-}
-
-/// This thread's forward, fresh, given back when dropped.
-struct Taken(Option<(Arc<Forward>, Waker)>);
-
-impl Taken {
-    fn forward(&self) -> &Forward {
-        &self.0.as_ref().expect("taken").0
-    }
-
-    fn waker(&self) -> &Waker {
-        &self.0.as_ref().expect("taken").1
-    }
-}
-
-impl Forward {
-    fn take() -> Taken {
-        let (forward, waker) = FORWARD
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
-                let forward = Arc::new(Forward {
-                    woken: AtomicBool::new(false),
-                    target: Mutex::new(None),
-                });
-                let waker = Waker::from(Arc::clone(&forward));
-                (forward, waker)
-            });
-        forward.woken.store(false, Ordering::SeqCst);
-        Taken(Some((forward, waker)))
-    }
-
-    /// Forwards later wake-ups to `waker`; whether one came already.
-    fn forward_to(&self, waker: &Waker) -> bool {
-        *crate::pool::lock(&self.target) = Some(waker.clone());
-        self.woken.swap(false, Ordering::SeqCst)
-    }
-}
-
-impl Drop for Taken {
-    fn drop(&mut self) {
-        if let Some((forward, waker)) = self.0.take() {
-            // No wake-up of a finished call may reach a waker of the next.
-            crate::pool::lock(&forward.target).take();
-            let _ = FORWARD.try_with(|cell| cell.set(Some((forward, waker))));
-        }
-    }
-}
-
-impl Wake for Forward {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        if let Some(waker) = crate::pool::lock(&self.target).as_ref() {
-            waker.wake_by_ref();
-        }
-    }
+    /// The relay of a call's first poll, made before the runtime's
+    /// `block_on` has a waker of its own: a wake-up is kept until that waker
+    /// is known, and passed on to it after. So what the first poll registers
+    /// (a lock's list of waiters, a channel's) holds a waker that works, and
+    /// `block_on` does not poll again at once, which could race with an
+    /// operation the first poll started (a lost wake-up of async-std's file
+    /// lock was seen that way). Reused by the calls of this thread.
+    static FIRST_POLL: relay::Slot = const { Cell::new(None) };
 }
 
 /// Runs `drop`, which drops a user's value, on this thread under `rt`'s

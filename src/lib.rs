@@ -18,6 +18,7 @@ mod iter;
 mod local;
 mod pool;
 mod read;
+mod relay;
 mod runtime;
 mod scoped;
 mod sink;

@@ -772,3 +772,96 @@ fn idle_loop_threads_of_a_user_runtime_exit() {
         "idle threads left"
     );
 }
+
+/// A runtime whose waker, once it has woken the caller parked in
+/// `block_on`, does not return until that caller's call has returned (or 5
+/// seconds pass): a waker slow to return, as a preempted producer thread's
+/// is. The bridge must hold no lock of its own across the runtime's wake-up
+/// that the woken caller needs on its way out.
+#[derive(Clone, Default)]
+struct SlowWaker {
+    state: Arc<SlowState>,
+}
+
+#[derive(Default)]
+struct SlowState {
+    /// The caller's call returned.
+    returned: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+    /// A wake-up gave up waiting for the call to return.
+    gave_up: AtomicBool,
+}
+
+struct Parked {
+    thread: thread::Thread,
+    state: Arc<SlowState>,
+}
+
+impl std::task::Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.thread.unpark();
+        if thread::current().id() == self.thread.id() {
+            return;
+        }
+        let returned = self.state.returned.lock().unwrap();
+        let (returned, timeout) = self
+            .state
+            .changed
+            .wait_timeout_while(returned, Duration::from_secs(5), |r| !*r)
+            .unwrap();
+        if timeout.timed_out() && !*returned {
+            self.state.gave_up.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Runtime for SlowWaker {
+    fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        let waker = std::task::Waker::from(Arc::new(Parked {
+            thread: thread::current(),
+            state: Arc::clone(&self.state),
+        }));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+            thread::park();
+        }
+    }
+
+    fn enter<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        Some(f())
+    }
+}
+
+#[test]
+fn a_waker_slow_to_return_does_not_hold_up_the_woken_call() {
+    watchdog(LIMIT, || {
+        let rt = SlowWaker::default();
+        let state = Arc::clone(&rt.state);
+        let bridge = Bridge::new(rt);
+        let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+        let sender = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            tx.send(7).expect("the call waits");
+        });
+        // The first poll is made before `block_on` (the runtime has
+        // `enter`), so the sender wakes the bridge's waker, which wakes the
+        // runtime's.
+        let out = bridge.run(move || async move { rx.await.expect("sent") });
+        *state.returned.lock().unwrap() = true;
+        state.changed.notify_all();
+        sender.join().expect("sender");
+        assert_eq!(out, 7);
+        assert!(
+            !state.gave_up.load(Ordering::SeqCst),
+            "the call returned only after the runtime's waker did"
+        );
+    });
+}
