@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use executor_bridge::{Bridge, Tokio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream as TokioTcp;
-use tokio::runtime::{Builder as RtBuilder, Runtime as TokioRt};
+use tokio::runtime::Builder as RtBuilder;
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use tokio_util::io::SyncIoBridge;
 
@@ -188,26 +188,17 @@ fn connect_std(addr: SocketAddr) -> std::net::TcpStream {
     s
 }
 
-fn timed(n: u64, mut op: impl FnMut()) -> Duration {
-    let t = Instant::now();
-    for _ in 0..n {
-        op();
-    }
-    t.elapsed()
-}
-
-/// `bridge.run` of one round trip, the stream moved in and back out.
-fn bridge_rtt(name: &str, bridge: Bridge<Tokio>, addr: SocketAddr) -> Contender {
+/// One round trip through `bridge.run` on a socket to `addr` (connected
+/// here), the stream moved in and back out, as an op.
+fn bridge_rtt(bridge: Bridge<Tokio>, addr: SocketAddr) -> impl FnMut() {
     let mut stream = Some(bridge.run(move || connect_tokio(addr)));
-    contender(name, move |n| {
-        timed(n, || {
-            let mut s = stream.take().expect("stream");
-            stream = Some(bridge.run(move || async move {
-                tokio_rtt(&mut s).await;
-                s
-            }));
-        })
-    })
+    move || {
+        let mut s = stream.take().expect("stream");
+        stream = Some(bridge.run(move || async move {
+            tokio_rtt(&mut s).await;
+            s
+        }));
+    }
 }
 
 /// The reqwest::blocking pattern over one socket: the actor owns it and
@@ -294,84 +285,45 @@ fn rtt_plain(addr: SocketAddr) -> Group {
     )
     .base("std_blocking")
     .base("actor_current_thread")
-    .add(bridge_rtt(
+    .add(per_op(
         "bridge_run_tokio_new",
-        Bridge::new(Tokio::new()),
-        addr,
+        bridge_rtt(Bridge::new(Tokio::new()), addr),
     ))
     .add(
-        bridge_rtt(
+        per_op(
             "bridge_run_tokio_mt1",
-            Bridge::new(Tokio::from_runtime(multi_thread(1))),
-            addr,
+            bridge_rtt(Bridge::new(Tokio::from_runtime(multi_thread(1))), addr),
         )
         .vs_own("tokio_mt1_handle_block_on"),
     )
-    .add(contender("bridge_io_tokio_new", move |n| {
-        timed(n, || {
-            let mut buf = [7u8; MSG];
-            io.write_all(&buf).expect("write");
-            io.read_exact(&mut buf).expect("read");
-        })
+    .add(per_op("bridge_io_tokio_new", move || {
+        let mut buf = [7u8; MSG];
+        io.write_all(&buf).expect("write");
+        io.read_exact(&mut buf).expect("read");
     }))
-    .add(contender("tokio_mt1_handle_block_on", move |n| {
-        timed(n, || handle.block_on(tokio_rtt(&mut mt_stream)))
+    .add(per_op("tokio_mt1_handle_block_on", move || {
+        handle.block_on(tokio_rtt(&mut mt_stream))
     }))
-    .add(contender("std_blocking", move |n| {
-        timed(n, || std_rtt(&mut std_stream))
-    }))
-    .add(contender("std_nonblocking_epoll", move |n| {
-        timed(n, || epoll.rtt())
-    }))
-    .add(contender("actor_current_thread", move |n| {
-        timed(n, || {
-            std::hint::black_box(actor.call([7u8; MSG]));
-        })
-    }))
+    .add(per_op("std_blocking", move || std_rtt(&mut std_stream)))
+    .add(per_op("std_nonblocking_epoll", move || epoll.rtt()))
+    .add(per_op("actor_current_thread", move || actor.call([7u8; MSG])))
     .keep(mt)
     .keep(io_bridge)
 }
 
-/// Runs `n` operations inside `ct`'s `block_on` (the caller is inside a
-/// tokio current_thread runtime).
-fn in_runtime(ct: &TokioRt, n: u64, op: impl FnMut()) -> Duration {
-    ct.block_on(async { timed(n, op) })
-}
-
 fn rtt_in_runtime(addr: SocketAddr) -> Group {
-    let ct = Arc::new(current_thread());
-    let in_ct = |name: &str, bridge: Bridge<Tokio>| {
-        let ct = Arc::clone(&ct);
-        let mut stream = Some(bridge.run(move || connect_tokio(addr)));
-        contender(name, move |n| {
-            in_runtime(&ct, n, || {
-                let mut s = stream.take().expect("stream");
-                stream = Some(bridge.run(move || async move {
-                    tokio_rtt(&mut s).await;
-                    s
-                }));
-            })
-        })
-    };
-    let bridge_new = in_ct("bridge_run_tokio_new", Bridge::new(Tokio::new()));
-    let bridge_mt = in_ct(
-        "bridge_run_tokio_mt1",
-        Bridge::new(Tokio::from_runtime(multi_thread(1))),
-    );
+    let ct = Inside::current_thread();
+    let bridge_new = bridge_rtt(Bridge::new(Tokio::new()), addr);
+    let bridge_mt = bridge_rtt(Bridge::new(Tokio::from_runtime(multi_thread(1))), addr);
     let actor = socket_actor(addr);
-    let ct2 = Arc::clone(&ct);
     Group::new(
         "tcp_rtt_64b_in_current_thread",
         "the same round trip from inside a tokio current_thread runtime (its block_on body)",
     )
     .base("actor_current_thread")
-    .add(bridge_new)
-    .add(bridge_mt)
-    .add(contender("actor_current_thread", move |n| {
-        in_runtime(&ct2, n, || {
-            std::hint::black_box(actor.call([7u8; MSG]));
-        })
-    }))
+    .add(ct.per_op("bridge_run_tokio_new", bridge_new))
+    .add(ct.per_op("bridge_run_tokio_mt1", bridge_mt))
+    .add(ct.per_op("actor_current_thread", move || actor.call([7u8; MSG])))
 }
 
 /// Splits `n` operations over `threads` threads started together; the wall
@@ -387,9 +339,7 @@ fn parallel(threads: usize, n: u64, op: impl Fn() + Sync) -> Duration {
         for _ in 0..threads {
             s.spawn(move || {
                 barrier.wait();
-                for _ in 0..per {
-                    op();
-                }
+                timed(per, op);
             });
         }
         barrier.wait();
@@ -520,17 +470,31 @@ impl Drop for Scratch {
     }
 }
 
+/// A contender writing into a fresh file at `file` per measurement, through
+/// what `open` makes of it, then `close` of that: the create is not timed,
+/// the rest is.
+fn into_file<W: Write>(
+    name: &str,
+    file: PathBuf,
+    open: impl Fn(std::fs::File) -> W + 'static,
+    close: impl Fn(W) + 'static,
+) -> Contender {
+    contender(name, move |n| {
+        let f = std::fs::File::create(&file).expect("create file");
+        let t = Instant::now();
+        let mut w = open(f);
+        writes(n, &mut w);
+        close(w);
+        t.elapsed()
+    })
+}
+
 fn file_writer() -> Group {
     let dir = std::env::temp_dir().join(format!("executor-bridge-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    let fresh = {
-        let dir = dir.clone();
-        move |name: &str| std::fs::File::create(dir.join(name)).expect("create file")
-    };
     let bridge = Bridge::new(Tokio::new());
     let mt = multi_thread(1);
     let handle = mt.handle().clone();
-    let (f1, f2, f3, f4) = (fresh.clone(), fresh.clone(), fresh.clone(), fresh);
     let (b1, b2) = (bridge.clone(), bridge.clone());
     Group::new(
         "file_write_4k",
@@ -541,37 +505,25 @@ fn file_writer() -> Group {
     )
     .base("std_file")
     .bytes(WRITE as u64)
-    .add(contender("bridge_writer_tokio_fs", move |n| {
-        let f = f1("writer.bin");
-        let t = Instant::now();
-        let mut w = b1.writer(move || tokio::fs::File::from_std(f).compat_write());
-        writes(n, &mut w);
-        w.close().expect("close");
-        t.elapsed()
-    }))
-    .add(contender("bridge_io_tokio_fs", move |n| {
-        let f = f2("io.bin");
-        let t = Instant::now();
-        let mut io = b2.io(tokio::fs::File::from_std(f).compat());
-        writes(n, &mut io);
-        drop(io);
-        t.elapsed()
-    }))
-    .add(contender("std_file", move |n| {
-        let mut f = f3("std.bin");
-        let t = Instant::now();
-        writes(n, &mut f);
-        drop(f);
-        t.elapsed()
-    }))
-    .add(contender("sync_io_bridge_tokio_fs", move |n| {
-        let f = f4("sync.bin");
-        let t = Instant::now();
-        let mut w = SyncIoBridge::new_with_handle(tokio::fs::File::from_std(f), handle.clone());
-        writes(n, &mut w);
-        drop(w);
-        t.elapsed()
-    }))
+    .add(into_file(
+        "bridge_writer_tokio_fs",
+        dir.join("writer.bin"),
+        move |f| b1.writer(move || tokio::fs::File::from_std(f).compat_write()),
+        |mut w| w.close().expect("close"),
+    ))
+    .add(into_file(
+        "bridge_io_tokio_fs",
+        dir.join("io.bin"),
+        move |f| b2.io(tokio::fs::File::from_std(f).compat()),
+        drop,
+    ))
+    .add(into_file("std_file", dir.join("std.bin"), |f| f, drop))
+    .add(into_file(
+        "sync_io_bridge_tokio_fs",
+        dir.join("sync.bin"),
+        move |f| SyncIoBridge::new_with_handle(tokio::fs::File::from_std(f), handle.clone()),
+        drop,
+    ))
     .keep(mt)
     .keep(bridge)
     .keep(Scratch(dir))

@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use executor_bridge::{AsyncStd, Bridge, Pollster, Smol, Tokio};
+use executor_bridge::{AsyncStd, Bridge, Pollster, Runtime, Smol, Tokio};
 use tokio::runtime::Runtime as TokioRt;
 
 mod common;
@@ -103,13 +103,18 @@ impl Future for Work {
     }
 }
 
-/// `n` calls of `call` in a row.
-fn timed(n: u64, mut call: impl FnMut() -> u64) -> Duration {
-    let t = Instant::now();
-    for _ in 0..n {
-        black_box(call());
-    }
-    t.elapsed()
+/// The group `{place}/{kind}`: a `kind` future called `from` somewhere,
+/// per call.
+fn kind_group(place: &str, kind: Kind, from: &str) -> Group {
+    Group::new(
+        format!("{place}/{}", kind.name()),
+        format!("a {} future, called {from}; per call", kind.name()),
+    )
+}
+
+/// One call of a `kind` future through `bridge`, as an op.
+fn bridge_call<R: Runtime>(bridge: Bridge<R>, kind: Kind) -> impl Fn() -> u64 + Clone {
+    move || bridge.run(move || work(kind))
 }
 
 /// The reqwest::blocking pattern: the actor spawns a task per request and
@@ -132,309 +137,257 @@ fn fresh_thread_fresh_runtime(kind: Kind) -> u64 {
         .expect("join")
 }
 
+/// A bridge over each runtime: `Tokio::new()`, a 1-worker multi_thread
+/// runtime, Smol, AsyncStd and Pollster.
+struct Bridges {
+    tokio_new: Bridge<Tokio>,
+    tokio_mt1: Bridge<Tokio>,
+    smol: Bridge<Smol>,
+    async_std: Bridge<AsyncStd>,
+    pollster: Bridge<Pollster>,
+}
+
+impl Bridges {
+    fn new() -> Self {
+        Bridges {
+            tokio_new: Bridge::new(Tokio::new()),
+            tokio_mt1: Bridge::new(Tokio::from_runtime(multi_thread(1))),
+            smol: Bridge::new(Smol),
+            async_std: Bridge::new(AsyncStd),
+            pollster: Bridge::new(Pollster),
+        }
+    }
+}
+
 // ===== calls from a plain thread =====
 
 fn plain_thread(kind: Kind) -> Group {
-    let tokio_new = Bridge::new(Tokio::new());
+    let b = Bridges::new();
     let ct = current_thread();
     let mt = multi_thread(1);
     let handle = mt.handle().clone();
-    let tokio_mt = Bridge::new(Tokio::from_runtime(multi_thread(1)));
-    let smol_bridge = Bridge::new(Smol);
-    let async_std_bridge = Bridge::new(AsyncStd);
-    let pollster_bridge = Bridge::new(Pollster);
     let actor = work_actor();
-    Group::new(
-        format!("plain_thread/{}", kind.name()),
-        format!(
-            "a {} future, called from a plain thread; per call",
-            kind.name()
-        ),
-    )
-    .base("actor_reqwest_blocking")
-    .add(
-        contender("bridge_tokio_new", move |n| {
-            timed(n, || tokio_new.run(move || work(kind)))
-        })
-        .vs_own("tokio_current_thread_block_on"),
-    )
-    .add(contender("tokio_current_thread_block_on", move |n| {
-        timed(n, || ct.block_on(work(kind)))
-    }))
-    .add(
-        contender("bridge_tokio_mt1", move |n| {
-            timed(n, || tokio_mt.run(move || work(kind)))
-        })
-        .vs_own("tokio_mt1_handle_block_on"),
-    )
-    .add(contender("tokio_mt1_handle_block_on", move |n| {
-        timed(n, || handle.block_on(work(kind)))
-    }))
-    .add(
-        contender("bridge_smol", move |n| {
-            timed(n, || smol_bridge.run(move || work(kind)))
-        })
-        .vs_own("smol_block_on"),
-    )
-    .add(contender("smol_block_on", move |n| {
-        timed(n, || smol::block_on(work(kind)))
-    }))
-    .add(
-        contender("bridge_async_std", move |n| {
-            timed(n, || async_std_bridge.run(move || work(kind)))
-        })
-        .vs_own("async_std_task_block_on"),
-    )
-    .add(contender("async_std_task_block_on", move |n| {
-        timed(n, || async_std::task::block_on(work(kind)))
-    }))
-    .add(
-        contender("bridge_pollster", move |n| {
-            timed(n, || pollster_bridge.run(move || work(kind)))
-        })
-        .vs_own("pollster_block_on"),
-    )
-    .add(contender("pollster_block_on", move |n| {
-        timed(n, || pollster::block_on(work(kind)))
-    }))
-    .add(contender("futures_lite_block_on", move |n| {
-        timed(n, || futures_lite::future::block_on(work(kind)))
-    }))
-    .add(contender("actor_reqwest_blocking", move |n| {
-        timed(n, || actor.call(kind))
-    }))
-    .add(contender("fresh_thread_fresh_runtime", move |n| {
-        timed(n, || fresh_thread_fresh_runtime(kind))
-    }))
-    .keep(mt)
+    kind_group("plain_thread", kind, "from a plain thread")
+        .base("actor_reqwest_blocking")
+        .pair(
+            per_op("bridge_tokio_new", bridge_call(b.tokio_new, kind)),
+            per_op("tokio_current_thread_block_on", move || {
+                ct.block_on(work(kind))
+            }),
+        )
+        .pair(
+            per_op("bridge_tokio_mt1", bridge_call(b.tokio_mt1, kind)),
+            per_op("tokio_mt1_handle_block_on", move || {
+                handle.block_on(work(kind))
+            }),
+        )
+        .pair(
+            per_op("bridge_smol", bridge_call(b.smol, kind)),
+            per_op("smol_block_on", move || smol::block_on(work(kind))),
+        )
+        .pair(
+            per_op("bridge_async_std", bridge_call(b.async_std, kind)),
+            per_op("async_std_task_block_on", move || {
+                async_std::task::block_on(work(kind))
+            }),
+        )
+        .pair(
+            per_op("bridge_pollster", bridge_call(b.pollster, kind)),
+            per_op("pollster_block_on", move || pollster::block_on(work(kind))),
+        )
+        .add(per_op("futures_lite_block_on", move || {
+            futures_lite::future::block_on(work(kind))
+        }))
+        .add(per_op("actor_reqwest_blocking", move || actor.call(kind)))
+        .add(per_op("fresh_thread_fresh_runtime", move || {
+            fresh_thread_fresh_runtime(kind)
+        }))
+        .keep(mt)
 }
 
 // ===== calls from a task on a tokio multi_thread worker =====
 
-/// Runs `body(n)` in a task on `app`'s workers and returns what it timed.
-fn on_worker<F, Fut>(app: &TokioRt, n: u64, body: F) -> Duration
-where
-    F: FnOnce(u64) -> Fut,
-    Fut: Future<Output = Duration> + Send + 'static,
-{
-    app.block_on(app.spawn(body(n))).expect("worker task")
+/// A tokio multi_thread runtime whose contenders call from a task on its
+/// workers.
+struct Worker(Arc<TokioRt>);
+
+impl Worker {
+    /// A contender whose unit is one call of `op` from a task on the
+    /// workers (a task per measurement, with its own clone of `op`).
+    fn per_op(&self, name: &str, op: impl Fn() -> u64 + Clone + Send + 'static) -> Contender {
+        let app = Arc::clone(&self.0);
+        contender(name, move |n| {
+            let op = op.clone();
+            app.block_on(app.spawn(async move { timed(n, op) }))
+                .expect("worker task")
+        })
+    }
 }
 
 fn tokio_worker(kind: Kind) -> Group {
-    let app = Arc::new(multi_thread(2));
+    let app = multi_thread(2);
     let from_handle = Bridge::new(Tokio::from_handle(app.handle().clone()));
     let tokio_new = Bridge::new(Tokio::new());
+    let handle = app.handle().clone();
     let actor = Arc::new(work_actor());
-    let (a1, a2, a3, a4) = (
-        Arc::clone(&app),
-        Arc::clone(&app),
-        Arc::clone(&app),
-        Arc::clone(&app),
-    );
-    Group::new(
-        format!("tokio_worker/{}", kind.name()),
-        format!(
-            "a {} future, called from a task on a 2-worker tokio multi_thread runtime; per call",
-            kind.name()
-        ),
+    let worker = Worker(Arc::new(app));
+    kind_group(
+        "tokio_worker",
+        kind,
+        "from a task on a 2-worker tokio multi_thread runtime",
     )
     .base("block_in_place_handle_block_on")
     .base("actor_reqwest_blocking")
-    .add(contender("bridge_tokio_from_handle", move |n| {
-        let bridge = from_handle.clone();
-        on_worker(&a1, n, move |n| async move {
-            timed(n, || bridge.run(move || work(kind)))
-        })
+    .add(worker.per_op("bridge_tokio_from_handle", bridge_call(from_handle, kind)))
+    .add(worker.per_op("bridge_tokio_new", bridge_call(tokio_new, kind)))
+    .add(worker.per_op("block_in_place_handle_block_on", move || {
+        tokio::task::block_in_place(|| handle.block_on(work(kind)))
     }))
-    .add(contender("bridge_tokio_new", move |n| {
-        let bridge = tokio_new.clone();
-        on_worker(&a2, n, move |n| async move {
-            timed(n, || bridge.run(move || work(kind)))
-        })
-    }))
-    .add(contender("block_in_place_handle_block_on", move |n| {
-        let handle = a3.handle().clone();
-        on_worker(&a3, n, move |n| async move {
-            timed(n, || {
-                tokio::task::block_in_place(|| handle.block_on(work(kind)))
-            })
-        })
-    }))
-    .add(contender("actor_reqwest_blocking", move |n| {
-        let actor = Arc::clone(&actor);
-        on_worker(
-            &a4,
-            n,
-            move |n| async move { timed(n, || actor.call(kind)) },
-        )
-    }))
+    .add(worker.per_op("actor_reqwest_blocking", move || actor.call(kind)))
 }
 
 // ===== calls from inside a tokio current_thread runtime =====
 
-/// `n` calls inside `ct`'s `block_on`.
-fn in_runtime(ct: &TokioRt, n: u64, call: impl FnMut() -> u64) -> Duration {
-    ct.block_on(async { timed(n, call) })
-}
-
 fn current_thread_runtime(kind: Kind) -> Group {
-    let ct = Arc::new(current_thread());
-    let tokio_new = Bridge::new(Tokio::new());
-    let tokio_mt = Bridge::new(Tokio::from_runtime(multi_thread(1)));
-    let smol_bridge = Bridge::new(Smol);
-    let async_std_bridge = Bridge::new(AsyncStd);
-    let pollster_bridge = Bridge::new(Pollster);
+    let ct = Inside::current_thread();
+    let b = Bridges::new();
     let actor = work_actor();
-    let clone = || Arc::clone(&ct);
-    let (c1, c2, c3, c4, c5, c6, c7) = (
-        clone(),
-        clone(),
-        clone(),
-        clone(),
-        clone(),
-        clone(),
-        clone(),
-    );
-    Group::new(
-        format!("current_thread/{}", kind.name()),
-        format!(
-            "a {} future, called from inside a tokio current_thread runtime (block_on body); per call",
-            kind.name()
-        ),
+    kind_group(
+        "current_thread",
+        kind,
+        "from inside a tokio current_thread runtime (block_on body)",
     )
     .base("actor_reqwest_blocking")
     .base("futures_lite_block_on")
-    .add(contender("bridge_tokio_new", move |n| {
-        in_runtime(&c1, n, || tokio_new.run(move || work(kind)))
+    .add(ct.per_op("bridge_tokio_new", bridge_call(b.tokio_new, kind)))
+    .add(ct.per_op("bridge_tokio_mt1", bridge_call(b.tokio_mt1, kind)))
+    .add(ct.per_op("bridge_smol", bridge_call(b.smol, kind)))
+    .add(ct.per_op("bridge_async_std", bridge_call(b.async_std, kind)))
+    .add(ct.per_op("bridge_pollster", bridge_call(b.pollster, kind)))
+    .add(ct.per_op("futures_lite_block_on", move || {
+        futures_lite::future::block_on(work(kind))
     }))
-    .add(contender("bridge_tokio_mt1", move |n| {
-        in_runtime(&c2, n, || tokio_mt.run(move || work(kind)))
-    }))
-    .add(contender("bridge_smol", move |n| {
-        in_runtime(&c3, n, || smol_bridge.run(move || work(kind)))
-    }))
-    .add(contender("bridge_async_std", move |n| {
-        in_runtime(&c4, n, || async_std_bridge.run(move || work(kind)))
-    }))
-    .add(contender("bridge_pollster", move |n| {
-        in_runtime(&c5, n, || pollster_bridge.run(move || work(kind)))
-    }))
-    .add(contender("futures_lite_block_on", move |n| {
-        in_runtime(&c6, n, || futures_lite::future::block_on(work(kind)))
-    }))
-    .add(contender("actor_reqwest_blocking", move |n| {
-        in_runtime(&c7, n, || actor.call(kind))
-    }))
+    .add(ct.per_op("actor_reqwest_blocking", move || actor.call(kind)))
 }
 
 // ===== many callers at once =====
 
-/// Splits `n` calls over `callers` threads started together, each inside
-/// a current_thread runtime of its own if `in_rt`; the wall time from their
-/// start to the last one's end, scaled to `n`.
-fn parallel(callers: usize, in_rt: bool, n: u64, call: impl Fn() -> u64 + Sync) -> Duration {
-    let per = (n / callers as u64).max(1);
-    let barrier = Barrier::new(callers + 1);
-    let (call, barrier) = (&call, &barrier);
-    let start = thread::scope(|s| {
-        for _ in 0..callers {
-            s.spawn(move || {
-                let ct = in_rt.then(current_thread);
-                barrier.wait();
-                match ct {
-                    Some(ct) => {
-                        in_runtime(&ct, per, call);
-                    }
-                    None => {
-                        timed(per, call);
-                    }
-                }
-            });
+/// Threads calling at once, each inside a current_thread runtime of its own
+/// if `in_rt`.
+#[derive(Clone, Copy)]
+struct Callers {
+    threads: usize,
+    in_rt: bool,
+}
+
+impl Callers {
+    /// `threads` plain threads.
+    fn plain(threads: usize) -> Self {
+        Callers {
+            threads,
+            in_rt: false,
         }
-        barrier.wait();
-        // The scope joins every caller before it returns.
-        Instant::now()
-    });
-    start
-        .elapsed()
-        .mul_f64(n as f64 / (per * callers as u64) as f64)
+    }
+
+    /// `threads` threads, each inside a current_thread runtime of its own.
+    fn in_current_thread(threads: usize) -> Self {
+        Callers {
+            threads,
+            in_rt: true,
+        }
+    }
+
+    /// Splits `n` calls over the threads, started together; the wall time
+    /// from their start to the last one's end, scaled to `n`.
+    fn timed(self, n: u64, call: impl Fn() -> u64 + Sync) -> Duration {
+        let per = (n / self.threads as u64).max(1);
+        let barrier = Barrier::new(self.threads + 1);
+        let (call, barrier) = (&call, &barrier);
+        let start = thread::scope(|s| {
+            for _ in 0..self.threads {
+                s.spawn(move || {
+                    let ct = self.in_rt.then(current_thread);
+                    barrier.wait();
+                    match ct {
+                        Some(ct) => {
+                            in_runtime(&ct, per, call);
+                        }
+                        None => {
+                            timed(per, call);
+                        }
+                    }
+                });
+            }
+            barrier.wait();
+            // The scope joins every caller before it returns.
+            Instant::now()
+        });
+        start
+            .elapsed()
+            .mul_f64(n as f64 / (per * self.threads as u64) as f64)
+    }
+
+    /// A contender whose unit is one call of `op`, the calls split over
+    /// the threads.
+    fn per_op(self, name: &str, op: impl Fn() -> u64 + Sync + 'static) -> Contender {
+        contender(name, move |n| self.timed(n, &op))
+    }
+
+    /// A contender whose unit is one call of a ready future through
+    /// `bridge`, the calls split over the threads.
+    fn bridge<R: Runtime>(self, name: &str, bridge: Bridge<R>) -> Contender {
+        self.per_op(name, bridge_call(bridge, Kind::Ready))
+    }
 }
 
 const CALLERS: [usize; 4] = [1, 2, 8, 32];
 
-fn scaling_plain(callers: usize) -> Group {
-    let tokio_new = Bridge::new(Tokio::new());
+fn scaling_plain(threads: usize) -> Group {
+    let callers = Callers::plain(threads);
     let mt = multi_thread(1);
     let handle = mt.handle().clone();
-    let pollster_bridge = Bridge::new(Pollster);
-    let smol_bridge = Bridge::new(Smol);
     let actor = work_actor();
-    let ready = Kind::Ready;
     Group::new(
-        format!("scaling_plain_{callers}"),
+        format!("scaling_plain_{threads}"),
         format!(
-            "{callers} plain threads calling one shared bridge (ready future); wall time per call"
+            "{threads} plain threads calling one shared bridge (ready future); wall time per call"
         ),
     )
     .base("actor_reqwest_blocking")
-    .add(contender("bridge_tokio_new", move |n| {
-        parallel(callers, false, n, || tokio_new.run(move || work(ready)))
+    .add(callers.bridge("bridge_tokio_new", Bridge::new(Tokio::new())))
+    .add(callers.per_op("tokio_mt1_handle_block_on", move || {
+        handle.block_on(work(Kind::Ready))
     }))
-    .add(contender("tokio_mt1_handle_block_on", move |n| {
-        parallel(callers, false, n, || handle.block_on(work(ready)))
-    }))
-    .add(
-        contender("bridge_smol", move |n| {
-            parallel(callers, false, n, || smol_bridge.run(move || work(ready)))
-        })
-        .vs_own("smol_block_on"),
+    .pair(
+        callers.bridge("bridge_smol", Bridge::new(Smol)),
+        callers.per_op("smol_block_on", || smol::block_on(work(Kind::Ready))),
     )
-    .add(contender("smol_block_on", move |n| {
-        parallel(callers, false, n, || smol::block_on(work(ready)))
-    }))
-    .add(
-        contender("bridge_pollster", move |n| {
-            parallel(callers, false, n, || {
-                pollster_bridge.run(move || work(ready))
-            })
-        })
-        .vs_own("pollster_block_on"),
+    .pair(
+        callers.bridge("bridge_pollster", Bridge::new(Pollster)),
+        callers.per_op("pollster_block_on", || {
+            pollster::block_on(work(Kind::Ready))
+        }),
     )
-    .add(contender("pollster_block_on", move |n| {
-        parallel(callers, false, n, || pollster::block_on(work(ready)))
-    }))
-    .add(contender("actor_reqwest_blocking", move |n| {
-        parallel(callers, false, n, || actor.call(ready))
-    }))
+    .add(callers.per_op("actor_reqwest_blocking", move || actor.call(Kind::Ready)))
     .keep(mt)
 }
 
-fn scaling_in_current_thread(callers: usize) -> Group {
-    let tokio_new = Bridge::new(Tokio::new());
+fn scaling_in_current_thread(threads: usize) -> Group {
+    let callers = Callers::in_current_thread(threads);
     let tokio_mt = Bridge::new(Tokio::from_runtime(multi_thread(1)));
-    let pollster_bridge = Bridge::new(Pollster);
     let actor = work_actor();
-    let ready = Kind::Ready;
     Group::new(
-        format!("scaling_in_current_thread_{callers}"),
+        format!("scaling_in_current_thread_{threads}"),
         format!(
-            "{callers} threads, each inside its own tokio current_thread runtime, calling one shared bridge \
+            "{threads} threads, each inside its own tokio current_thread runtime, calling one shared bridge \
              (ready future); wall time per call"
         ),
     )
     .base("actor_reqwest_blocking")
-    .add(contender("bridge_tokio_new", move |n| {
-        parallel(callers, true, n, || tokio_new.run(move || work(ready)))
-    }))
-    .add(contender("bridge_tokio_mt1", move |n| {
-        parallel(callers, true, n, || tokio_mt.run(move || work(ready)))
-    }))
-    .add(contender("bridge_pollster", move |n| {
-        parallel(callers, true, n, || pollster_bridge.run(move || work(ready)))
-    }))
-    .add(contender("actor_reqwest_blocking", move |n| {
-        parallel(callers, true, n, || actor.call(ready))
-    }))
+    .add(callers.bridge("bridge_tokio_new", Bridge::new(Tokio::new())))
+    .add(callers.bridge("bridge_tokio_mt1", tokio_mt))
+    .add(callers.bridge("bridge_pollster", Bridge::new(Pollster)))
+    .add(callers.per_op("actor_reqwest_blocking", move || actor.call(Kind::Ready)))
 }
 
 fn main() {

@@ -55,41 +55,39 @@ const SETTINGS: Settings = Settings {
 const N: u64 = 1_000_000;
 const CAP: usize = 256;
 
-/// `units` times: a producer thread sends `0..N` through a channel made by
-/// `channel`, the consumer sums it.
+/// A producer thread sends `0..N` through a channel made by `channel`, the
+/// consumer sums it.
 fn via_thread<Tx, Rx>(
-    units: u64,
     channel: impl Fn() -> (Tx, Rx),
     send: impl Fn(&Tx, u64) -> bool + Sync,
     sum: impl Fn(Rx) -> u64,
-) -> Duration
+) -> u64
 where
     Tx: Send,
 {
-    let t = Instant::now();
-    for _ in 0..units {
-        let (tx, rx) = channel();
-        let total = thread::scope(|s| {
-            let send = &send;
-            s.spawn(move || {
-                for i in 0..N {
-                    if !send(&tx, i) {
-                        break;
-                    }
+    let (tx, rx) = channel();
+    thread::scope(|s| {
+        let send = &send;
+        s.spawn(move || {
+            for i in 0..N {
+                if !send(&tx, i) {
+                    break;
                 }
-            });
-            sum(rx)
+            }
         });
-        assert_eq!(total, N * (N - 1) / 2);
-    }
-    t.elapsed()
+        sum(rx)
+    })
+}
+
+/// A contender whose unit is one `sum` of the `N` items, checked.
+fn summing(name: &str, mut sum: impl FnMut() -> u64 + 'static) -> Contender {
+    per_op(name, move || assert_eq!(sum(), N * (N - 1) / 2))
 }
 
 fn throughput() -> Group {
     let direct = Bridge::new(Tokio::new());
     let cap256 = Bridge::builder(Tokio::new()).stream_capacity(CAP).build();
     let pollster_bridge = Bridge::new(Pollster);
-    let check = |sum: u64| assert_eq!(sum, N * (N - 1) / 2);
     Group::new(
         "stream_1m_u64",
         "sum of 1,000,000 ready u64 from a stream (or a producer thread through a channel of 256); per item",
@@ -99,58 +97,39 @@ fn throughput() -> Group {
     .base("std_sync_channel_256")
     .base("crossbeam_bounded_256")
     .add(
-        contender("bridge_tokio_iter_direct", move |units| {
-            let t = Instant::now();
-            for _ in 0..units {
-                check(direct.iter_direct(|| stream::iter(0..N)).sum());
-            }
-            t.elapsed()
+        summing("bridge_tokio_iter_direct", move || {
+            direct.iter_direct(|| stream::iter(0..N)).sum()
         })
         .vs_own("futures_block_on_stream"),
     )
-    .add(contender("bridge_tokio_iter_cap256", move |units| {
-        let t = Instant::now();
-        for _ in 0..units {
-            check(cap256.iter(|| stream::iter(0..N)).sum());
-        }
-        t.elapsed()
+    .add(summing("bridge_tokio_iter_cap256", move || {
+        cap256.iter(|| stream::iter(0..N)).sum()
     }))
     .add(
-        contender("bridge_pollster_iter_direct", move |units| {
-            let t = Instant::now();
-            for _ in 0..units {
-                check(pollster_bridge.iter_direct(|| stream::iter(0..N)).sum());
-            }
-            t.elapsed()
+        summing("bridge_pollster_iter_direct", move || {
+            pollster_bridge.iter_direct(|| stream::iter(0..N)).sum()
         })
         .vs_own("futures_block_on_stream"),
     )
-    .add(contender("futures_block_on_stream", move |units| {
-        let t = Instant::now();
-        for _ in 0..units {
-            check(futures::executor::block_on_stream(stream::iter(0..N)).sum());
-        }
-        t.elapsed()
+    .add(summing("futures_block_on_stream", || {
+        futures::executor::block_on_stream(stream::iter(0..N)).sum()
     }))
-    .add(contender("std_sync_channel_256", |units| {
+    .add(summing("std_sync_channel_256", || {
         via_thread(
-            units,
             || mpsc::sync_channel(CAP),
             |tx, i| tx.send(i).is_ok(),
             |rx| rx.iter().sum(),
         )
     }))
-    .add(contender("crossbeam_bounded_256", |units| {
+    .add(summing("crossbeam_bounded_256", || {
         via_thread(
-            units,
             || crossbeam_channel::bounded(CAP),
             |tx, i| tx.send(i).is_ok(),
             |rx| rx.iter().sum(),
         )
     }))
-    .add(contender("async_channel_256_recv_blocking", |units| {
+    .add(summing("async_channel_256_recv_blocking", || {
         via_thread(
-            units,
             || async_channel::bounded(CAP),
             |tx, i| tx.send_blocking(i).is_ok(),
             |rx| {
@@ -398,22 +377,16 @@ fn live_latency() {
     let k = contenders.len();
     // [load][contender] -> per round (p50, p99, process sw, producer sw, driver sw)
     let mut got = vec![vec![Vec::new(); k]; loads.len()];
-    for round in 0..rounds {
-        for (li, &load) in loads.iter().enumerate() {
-            let _spinner = load.apply();
-            for j in 0..k {
-                let i = (j + round) % k;
-                let run = (contenders[i].run)(items);
-                got[li][i].push([
-                    percentile(&run.lat, 0.5),
-                    percentile(&run.lat, 0.99),
-                    run.process_sw,
-                    run.producer_sw,
-                    run.driver_sw,
-                ]);
-            }
-        }
-    }
+    rotated_rounds(rounds, &loads, k, |_, li, i| {
+        let run = (contenders[i].run)(items);
+        got[li][i].push([
+            percentile(&run.lat, 0.5),
+            percentile(&run.lat, 0.99),
+            run.process_sw,
+            run.producer_sw,
+            run.driver_sw,
+        ]);
+    });
     let col = |li: usize, i: usize, f: fn(&[f64; 5]) -> f64| {
         median(&got[li][i].iter().map(f).collect::<Vec<_>>())
     };

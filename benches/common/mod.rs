@@ -4,10 +4,11 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
+use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 
@@ -137,7 +138,7 @@ impl Load {
 pub struct Contender {
     pub name: String,
     /// The contender this one is the bridged version of (`x own` column).
-    pub own: Option<&'static str>,
+    pub own: Option<String>,
     pub run: Box<dyn FnMut(u64) -> Duration>,
 }
 
@@ -149,9 +150,54 @@ pub fn contender(name: impl Into<String>, run: impl FnMut(u64) -> Duration + 'st
     }
 }
 
+/// `n` calls of `op` in a row, each output through `black_box`; the time
+/// they took.
+pub fn timed<T>(n: u64, mut op: impl FnMut() -> T) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(op());
+    }
+    t.elapsed()
+}
+
+/// A contender whose unit is one call of `op`, [`timed`].
+pub fn per_op<T>(name: impl Into<String>, mut op: impl FnMut() -> T + 'static) -> Contender {
+    contender(name, move |n| timed(n, &mut op))
+}
+
+/// `n` calls of `op` inside `rt`'s `block_on` (the caller is inside a
+/// runtime), [`timed`].
+pub fn in_runtime<T>(rt: &tokio::runtime::Runtime, n: u64, op: impl FnMut() -> T) -> Duration {
+    rt.block_on(async { timed(n, op) })
+}
+
+/// A tokio current_thread runtime whose contenders call from inside it
+/// (its `block_on` body).
+pub struct Inside(Arc<tokio::runtime::Runtime>);
+
+impl Inside {
+    /// A fresh current_thread runtime with IO and timers.
+    pub fn current_thread() -> Self {
+        Inside(Arc::new(current_thread()))
+    }
+
+    /// A contender whose unit is one call of `op` from inside the runtime
+    /// (see [`in_runtime`]).
+    pub fn per_op<T>(
+        &self,
+        name: impl Into<String>,
+        mut op: impl FnMut() -> T + 'static,
+    ) -> Contender {
+        let rt = Arc::clone(&self.0);
+        contender(name, move |n| in_runtime(&rt, n, &mut op))
+    }
+}
+
 impl Contender {
-    pub fn vs_own(mut self, own: &'static str) -> Self {
-        self.own = Some(own);
+    /// Compares this contender with `own` (its `x own` column): the same
+    /// operation without the bridge.
+    pub fn vs_own(mut self, own: impl Into<String>) -> Self {
+        self.own = Some(own.into());
         self
     }
 }
@@ -199,6 +245,13 @@ impl Group {
     pub fn add(mut self, c: Contender) -> Self {
         self.contenders.push(c);
         self
+    }
+
+    /// Adds `bridged` and, right after it, `own`: the same operation without
+    /// the bridge, which `bridged` is compared with ([`Contender::vs_own`]).
+    pub fn pair(self, bridged: Contender, own: Contender) -> Self {
+        let name = own.name.clone();
+        self.add(bridged.vs_own(name)).add(own)
     }
 
     pub fn elements(mut self, n: u64) -> Self {
@@ -364,6 +417,26 @@ pub fn calibrate(run: &mut dyn FnMut(u64) -> Duration, target: Duration) -> (u64
     }
 }
 
+/// `rounds` rounds; in each, under every one of `loads` in turn (applied
+/// while it lasts), `measure(round, load index, contender index)` for each
+/// of `k` contenders, the order rotated by one each round (no contender is
+/// always first after a load change).
+pub fn rotated_rounds(
+    rounds: usize,
+    loads: &[Load],
+    k: usize,
+    mut measure: impl FnMut(usize, usize, usize),
+) {
+    for round in 0..rounds {
+        for (li, &load) in loads.iter().enumerate() {
+            let _spinner = load.apply();
+            for j in 0..k {
+                measure(round, li, (j + round) % k);
+            }
+        }
+    }
+}
+
 /// Alternating rounds: every round runs every contender (rotated order)
 /// under every load, about the settings' `target` each; medians of rounds. A
 /// contender more than 20 times slower under a load than its (idle)
@@ -387,27 +460,21 @@ pub fn table(g: &mut Group, loads: &[Load]) -> String {
     let mut sw = vec![vec![Vec::new(); k]; loads.len()];
     let mut spent = vec![vec![Duration::ZERO; k]; loads.len()];
     let mut drv = vec![vec![Vec::new(); k]; loads.len()];
-    for round in 0..rounds {
-        for (li, &load) in loads.iter().enumerate() {
-            let _spinner = load.apply();
-            for j in 0..k {
-                let i = (j + round) % k;
-                if round >= 2 && spent[li][i] > expect[i] * (20 * round as u32) {
-                    continue;
-                }
-                let elements = (ops[i] * g.elements) as f64;
-                let d0 = named_switches(DRIVER);
-                let s0 = switches();
-                let d = (g.contenders[i].run)(ops[i]);
-                let s1 = switches();
-                let d1 = named_switches(DRIVER);
-                spent[li][i] += d;
-                time[li][i].push(d.as_nanos() as f64 / elements);
-                sw[li][i].push(s1.saturating_sub(s0) as f64 / elements);
-                drv[li][i].push(d1.saturating_sub(d0) as f64 / elements);
-            }
+    rotated_rounds(rounds, loads, k, |round, li, i| {
+        if round >= 2 && spent[li][i] > expect[i] * (20 * round as u32) {
+            return;
         }
-    }
+        let elements = (ops[i] * g.elements) as f64;
+        let d0 = named_switches(DRIVER);
+        let s0 = switches();
+        let d = (g.contenders[i].run)(ops[i]);
+        let s1 = switches();
+        let d1 = named_switches(DRIVER);
+        spent[li][i] += d;
+        time[li][i].push(d.as_nanos() as f64 / elements);
+        sw[li][i].push(s1.saturating_sub(s0) as f64 / elements);
+        drv[li][i].push(d1.saturating_sub(d0) as f64 / elements);
+    });
     let index = |name: &str| {
         g.contenders
             .iter()
@@ -419,7 +486,11 @@ pub fn table(g: &mut Group, loads: &[Load]) -> String {
         .iter()
         .map(|b| (format!("x {}", &b[..b.len().min(22)]), index(b)))
         .collect();
-    let owns: Vec<Option<usize>> = g.contenders.iter().map(|c| c.own.map(index)).collect();
+    let owns: Vec<Option<usize>> = g
+        .contenders
+        .iter()
+        .map(|c| c.own.as_deref().map(index))
+        .collect();
     let has_own = owns.iter().any(Option::is_some);
     let has_drv = drv.iter().flatten().any(|d| median(d) >= 0.005);
     // Median over rounds of this contender's time divided by that one's.
@@ -509,7 +580,7 @@ pub fn table(g: &mut Group, loads: &[Load]) -> String {
         let pairs: Vec<String> = g
             .contenders
             .iter()
-            .filter_map(|c| c.own.map(|o| format!("{} / {o}", c.name)))
+            .filter_map(|c| c.own.as_ref().map(|o| format!("{} / {o}", c.name)))
             .collect();
         let _ = writeln!(out, "   x own: {}", pairs.join(", "));
     }
