@@ -195,6 +195,9 @@ struct LiveRun {
     /// The share of `bridge-tokio` (a caller-driven Tokio runtime's driver
     /// thread) per item.
     driver_sw: f64,
+    /// The consumer thread's own share per item: how often `next()` slept.
+    /// One is the floor for a consumer that waits for each item.
+    consumer_sw: f64,
 }
 
 /// Takes `WARM + items` items from `next`, timing the last `items`.
@@ -206,6 +209,7 @@ fn consume(items: usize, mut next: impl FnMut() -> Option<Live>) -> LiveRun {
     let first = next().expect("live item");
     lat.push(first.0.elapsed().as_secs_f64() * 1e6);
     let d0 = named_switches(DRIVER);
+    let c0 = thread_switches();
     let (s0, p0) = (switches(), first.1);
     let mut p1 = p0;
     for _ in 1..items {
@@ -214,6 +218,7 @@ fn consume(items: usize, mut next: impl FnMut() -> Option<Live>) -> LiveRun {
         p1 = p;
     }
     let s1 = switches();
+    let c1 = thread_switches();
     let d1 = named_switches(DRIVER);
     let per = (items - 1).max(1) as f64;
     LiveRun {
@@ -221,6 +226,7 @@ fn consume(items: usize, mut next: impl FnMut() -> Option<Live>) -> LiveRun {
         process_sw: s1.saturating_sub(s0) as f64 / per,
         producer_sw: p1.saturating_sub(p0) as f64 / per,
         driver_sw: d1.saturating_sub(d0) as f64 / per,
+        consumer_sw: c1.saturating_sub(c0) as f64 / per,
     }
 }
 
@@ -375,7 +381,7 @@ fn live_latency() {
         .expect("baseline");
     let loads = [Load::Idle, Load::Busy];
     let k = contenders.len();
-    // [load][contender] -> per round (p50, p99, process sw, producer sw, driver sw)
+    // [load][contender] -> per round (p50, p99, process sw, producer sw, driver sw, consumer sw)
     let mut got = vec![vec![Vec::new(); k]; loads.len()];
     rotated_rounds(rounds, &loads, k, |_, li, i| {
         let run = (contenders[i].run)(items);
@@ -385,9 +391,10 @@ fn live_latency() {
             run.process_sw,
             run.producer_sw,
             run.driver_sw,
+            run.consumer_sw,
         ]);
     });
-    let col = |li: usize, i: usize, f: fn(&[f64; 5]) -> f64| {
+    let col = |li: usize, i: usize, f: fn(&[f64; 6]) -> f64| {
         median(&got[li][i].iter().map(f).collect::<Vec<_>>())
     };
     let own: Vec<usize> = contenders
@@ -399,7 +406,7 @@ fn live_latency() {
                 .expect("the source's own row")
         })
         .collect();
-    let ratio_to = |li: usize, i: usize, to: usize, f: fn(&[f64; 5]) -> f64| {
+    let ratio_to = |li: usize, i: usize, to: usize, f: fn(&[f64; 6]) -> f64| {
         let r: Vec<f64> = got[li][i]
             .iter()
             .zip(&got[li][to])
@@ -422,13 +429,14 @@ fn live_latency() {
          `p99 x` = p99 against std's; \
          sw/item = voluntary \
          switches of the whole process per item, `-prod` = without the producer thread's own (its sleeps), \
-         `drv` = the share of `bridge-tokio` (Tokio::new()'s driver thread)"
+         `drv` = the share of `bridge-tokio` (Tokio::new()'s driver thread), `cons` = the consumer thread's own \
+         (how often next() slept; the floor is 1 for a consumer that waits for each item)"
     );
     let mut header = format!("{:<30}", "contender");
     for load in loads {
         let _ = write!(
             header,
-            " | {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>5}",
+            " | {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>5} {:>5}",
             load.short(),
             "p50",
             "p99",
@@ -437,7 +445,8 @@ fn live_latency() {
             "p99 x",
             "sw/item",
             "-prod",
-            "drv"
+            "drv",
+            "cons"
         );
     }
     let _ = writeln!(out, "{header}");
@@ -446,7 +455,7 @@ fn live_latency() {
         for li in 0..loads.len() {
             let _ = write!(
                 line,
-                " | {:>5} {:>7.1} {:>7.1} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>6.2} {:>5.2}",
+                " | {:>5} {:>7.1} {:>7.1} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>6.2} {:>5.2} {:>5.2}",
                 "",
                 col(li, i, |r| r[0]),
                 col(li, i, |r| r[1]),
@@ -456,6 +465,7 @@ fn live_latency() {
                 col(li, i, |r| r[2]),
                 col(li, i, |r| r[2] - r[3]),
                 col(li, i, |r| r[4]),
+                col(li, i, |r| r[5]),
             );
         }
         let _ = writeln!(out, "{line}");
