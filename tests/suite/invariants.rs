@@ -133,6 +133,29 @@ type Tags = Vec<&'static str>;
 /// A case of a test: generated from its seed, printed when it fails.
 trait Case: fmt::Debug + Clone + Send + 'static {
     fn generate(seed: u64, rng: &mut Rng) -> Self;
+    fn setting(&self) -> &Setting;
+}
+
+/// What every case has, whatever it tests.
+#[derive(Clone, Copy, Debug)]
+struct Setting {
+    /// Its data and its peers' faults come from it too.
+    seed: u64,
+    /// The calling context the case runs in.
+    ctx: Ctx,
+    /// The object is made on a bridge of the case's own, dropped once the
+    /// object exists: the object must go on working without it.
+    orphan: bool,
+}
+
+impl Setting {
+    fn new(seed: u64, rng: &mut Rng) -> Setting {
+        Setting {
+            seed,
+            ctx: gen_ctx(rng),
+            orphan: rng.chance(80),
+        }
+    }
 }
 
 /// What the peers of one batch share.
@@ -141,19 +164,25 @@ struct Env {
     /// Thread name prefix of the batch's bridge and helper threads.
     prefix: String,
     alarm: Alarm,
-    /// Makes a bridge like the batch's (a `Bridge<R>`, boxed).
-    bridge: Arc<dyn Fn() -> Box<dyn Any + Send> + Send + Sync>,
 }
 
-impl Env {
-    /// A bridge of the case's own, if `orphan`: the case drops it once its
-    /// object exists, and the object must go on working without it.
-    fn orphan<R: TestRuntime>(&self, orphan: bool) -> Option<Bridge<R>> {
-        orphan.then(|| {
-            *(self.bridge)()
-                .downcast::<Bridge<R>>()
-                .expect("a bridge of the test's runtime")
-        })
+/// The bridges of a case: the batch's, and a bridge of the case's own if
+/// it is an orphan ([`Setting::orphan`]).
+struct Bridges<'a, R: TestRuntime> {
+    batch: &'a Bridge<R>,
+    own: Option<Bridge<R>>,
+}
+
+impl<R: TestRuntime> Bridges<'_, R> {
+    /// The bridge to make the case's object on.
+    fn object(&self) -> &Bridge<R> {
+        self.own.as_ref().unwrap_or(self.batch)
+    }
+
+    /// Drops the case's own bridge, if any: the object outlives it from
+    /// here on.
+    fn orphan(&mut self) {
+        self.own = None;
     }
 }
 
@@ -245,13 +274,14 @@ fn attempt<T>(f: impl FnOnce() -> T) -> Result<T, Box<dyn Any + Send>> {
 }
 
 /// Runs the cases of one test on the adapter `R`: `build` sets up each
-/// batch's bridge, `check` runs one case and panics if an invariant fails.
+/// batch's bridge (and an orphan's own), `check` runs one case in its
+/// calling context and panics if an invariant fails.
 fn drive<R: TestRuntime, C: Case>(
     test: &'static str,
     tag: &str,
     default_cases: usize,
     build: fn(Builder<R>) -> Builder<R>,
-    check: fn(&Bridge<R>, &Env, &C) -> Tags,
+    check: fn(Bridges<'_, R>, &Env, &C) -> Tags,
 ) {
     quiet_injected_panics();
     let prefix = format!("{tag}{}", &R::NAME[..1]);
@@ -280,20 +310,27 @@ fn drive<R: TestRuntime, C: Case>(
         let ran = attempt(|| {
             watchdog(BATCH_SECS, move || {
                 let mut seen = BTreeMap::<&'static str, usize>::new();
-                let bridge = build(Bridge::builder(R::make()).thread_name(&prefix2)).build();
-                let prefix3 = prefix2.clone();
+                let name = prefix2.clone();
+                let new_bridge =
+                    move || build(Bridge::builder(R::make()).thread_name(&name)).build();
+                let bridge = new_bridge();
                 let env = Env {
                     alarm: Alarm::start(format!("{prefix2}+a")),
                     prefix: prefix2,
-                    bridge: Arc::new(move || {
-                        Box::new(build(Bridge::builder(R::make()).thread_name(&prefix3)).build())
-                    }),
                 };
                 for (i, seed) in batch {
                     let case = C::generate(seed, &mut Rng::new(seed));
                     *lock(&now2) = format!("case {i}, EB_SEED={seed:#x}: {case:?}");
                     let t0 = Instant::now();
-                    let out = attempt(|| check(&bridge, &env, &case));
+                    let Setting { ctx, orphan, .. } = *case.setting();
+                    let out = attempt(|| {
+                        let (env, case, new_bridge) =
+                            (env.clone(), case.clone(), new_bridge.clone());
+                        ctx.run(&bridge, move |batch| {
+                            let own = orphan.then(new_bridge);
+                            check(Bridges { batch: &batch, own }, &env, &case)
+                        })
+                    });
                     if std::env::var("EB_SLOW").is_ok() && t0.elapsed() > Duration::from_millis(20)
                     {
                         println!("SLOW {:?} {case:?}", t0.elapsed());
@@ -306,7 +343,7 @@ fn drive<R: TestRuntime, C: Case>(
                         }
                         Err(payload) => panic!(
                             "invariants::{test} [{rt}] case {i} failed: {msg}\n\
-                             replay: EB_SEED={seed:#x} cargo test --all-features --test suite \
+                             replay: EB_SEED={seed:#x} cargo test --all-features --test pool_io \
                              invariants::{test}::{module}\n{case:#?}",
                             rt = R::NAME,
                             module = R::NAME.replace('-', "_"),
@@ -535,6 +572,12 @@ fn gen_elsewhere(rng: &mut Rng, ops: usize) -> Vec<(usize, Ctx)> {
     out
 }
 
+/// The context the op at `step` is called from, if another than the
+/// case's (see [`gen_elsewhere`]).
+fn called_from(elsewhere: &[(usize, Ctx)], step: usize) -> Option<Ctx> {
+    elsewhere.iter().find(|e| e.0 == step).map(|e| e.1)
+}
+
 /// Runs `f` on the object in `obj` from `ctx` on a thread of its own (the
 /// object moved there and back), or here.
 fn elsewhere<R, O, T>(
@@ -621,6 +664,76 @@ fn panic_holding<T>(value: T, step: usize) {
     );
 }
 
+/// How a case ends early with its object held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Abort {
+    /// A `?` returned early: the object dropped without a close.
+    Return,
+    /// The user's code panics with the object held.
+    Panic,
+}
+
+impl Abort {
+    const BOTH: [Abort; 2] = [Abort::Return, Abort::Panic];
+
+    /// Ends the case at `step` this way, with `object` held.
+    #[track_caller]
+    fn end<T>(self, object: T, step: usize) {
+        match self {
+            Abort::Return => drop(object),
+            Abort::Panic => panic_holding(object, step),
+        }
+    }
+}
+
+/// A peer's log: where the peer records the panic it raises, for the
+/// checks to compare with the one that comes out.
+trait Raises {
+    fn raised(&mut self) -> &mut Option<Injected>;
+}
+
+/// Records the panic `by` raises at `at` in its log, lets go of the log,
+/// and raises it.
+fn raise<L: Raises>(mut log: MutexGuard<'_, L>, by: &'static str, at: u64) -> ! {
+    let inj = Injected { by, at };
+    *log.raised() = Some(inj.clone());
+    drop(log);
+    inject(inj)
+}
+
+/// A peer's factory: it gives `peer`, or, if `panics`, raises its panic
+/// (`by`) instead.
+fn factory<L, T>(
+    log: &Arc<Mutex<L>>,
+    panics: bool,
+    by: &'static str,
+    peer: T,
+) -> impl FnOnce() -> T + Send + 'static
+where
+    L: Raises + Send + 'static,
+    T: Send + 'static,
+{
+    let log = Arc::clone(log);
+    move || {
+        if panics {
+            raise(lock(&log), by, 0);
+        }
+        peer
+    }
+}
+
+/// Checks that the panic a call resumed is the one the peer (`who`)
+/// raised.
+#[track_caller]
+fn assert_raised(payload: &(dyn Any + Send), raised: &Option<Injected>, what: &str, who: &str) {
+    let inj = injected(payload);
+    assert!(
+        inj.is_some() && inj == *raised,
+        "{what}: a panic that is not the {who}'s: {} (the {who}'s: {raised:?})",
+        text(payload)
+    );
+}
+
 // ===========================================================================
 // Bridge::writer
 // ===========================================================================
@@ -631,10 +744,7 @@ enum WOp {
     Write(usize),
     Flush,
     Close,
-    /// A `?` returned early: the writer dropped without `close`.
-    Return,
-    /// The user's code panics with the writer held.
-    Panic,
+    Abort(Abort),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -667,14 +777,18 @@ struct WPeer {
 
 #[derive(Clone, Debug)]
 struct WriterCase {
-    seed: u64,
-    ctx: Ctx,
-    /// The object's bridge is dropped once the object exists.
-    orphan: bool,
+    setting: Setting,
     ops: Vec<WOp>,
     /// Calls made from another context.
     elsewhere: Vec<(usize, Ctx)>,
     peer: WPeer,
+}
+
+/// The bytes the ops write.
+fn write_total(ops: &[WOp]) -> usize {
+    ops.iter()
+        .map(|op| if let WOp::Write(n) = op { *n } else { 0 })
+        .sum()
 }
 
 fn gen_write_len(rng: &mut Rng) -> usize {
@@ -700,7 +814,7 @@ impl Case for WriterCase {
                 total += n;
                 ops.push(WOp::Write(n));
             }
-            ops.push(rng.pick(&[WOp::Return, WOp::Panic]));
+            ops.push(WOp::Abort(rng.pick(&Abort::BOTH)));
         } else {
             for _ in 0..rng.range(0, 12) {
                 ops.push(if rng.chance(200) {
@@ -709,7 +823,12 @@ impl Case for WriterCase {
                     WOp::Write(gen_write_len(rng))
                 });
             }
-            let end = rng.pick(&[WOp::Close, WOp::Close, WOp::Return, WOp::Panic]);
+            let end = rng.pick(&[
+                WOp::Close,
+                WOp::Close,
+                WOp::Abort(Abort::Return),
+                WOp::Abort(Abort::Panic),
+            ]);
             ops.push(end);
             if end == WOp::Close {
                 for _ in 0..rng.range(0, 3) {
@@ -717,10 +836,7 @@ impl Case for WriterCase {
                 }
             }
         }
-        let total: usize = ops
-            .iter()
-            .map(|op| if let WOp::Write(n) = op { *n } else { 0 })
-            .sum();
+        let total = write_total(&ops);
         let at = |rng: &mut Rng| rng.below(total as u64 + 2);
         let flushes = ops.iter().filter(|op| **op == WOp::Flush).count() as u64;
         // Many bytes: bigger polls.
@@ -750,12 +866,14 @@ impl Case for WriterCase {
         };
         WriterCase {
             elsewhere: gen_elsewhere(rng, ops.len()),
-            seed,
-            ctx: gen_ctx(rng),
-            orphan: rng.chance(80),
+            setting: Setting::new(seed, rng),
             ops,
             peer,
         }
+    }
+
+    fn setting(&self) -> &Setting {
+        &self.setting
     }
 }
 
@@ -798,6 +916,12 @@ impl WLog {
     }
 }
 
+impl Raises for WLog {
+    fn raised(&mut self) -> &mut Option<Injected> {
+        &mut self.panic
+    }
+}
+
 struct WriterPeer {
     script: WPeer,
     faults: Faults,
@@ -811,16 +935,6 @@ impl WriterPeer {
         let msg = format!("injected {what} error after {} bytes", self.written);
         log.error = Some((kind, msg.clone()));
         io::Error::new(kind, msg)
-    }
-
-    fn panic(&self, mut log: MutexGuard<'_, WLog>, by: &'static str) -> ! {
-        let inj = Injected {
-            by,
-            at: self.written,
-        };
-        log.panic = Some(inj.clone());
-        drop(log);
-        inject(inj)
     }
 }
 
@@ -864,7 +978,7 @@ impl AsyncWrite for WriterPeer {
         }
         if let Some(WPanic::Write(at)) = this.script.panic {
             if this.written == at {
-                this.panic(log, "writer poll_write");
+                raise(log, "writer poll_write", this.written);
             }
             if at > this.written {
                 n = n.min((at - this.written) as usize);
@@ -892,7 +1006,7 @@ impl AsyncWrite for WriterPeer {
             }
         }
         if this.script.panic == Some(WPanic::Flush(n)) {
-            this.panic(log, "writer poll_flush");
+            raise(log, "writer poll_flush", this.written);
         }
         Poll::Ready(Ok(()))
     }
@@ -915,7 +1029,7 @@ impl AsyncWrite for WriterPeer {
             return Poll::Ready(Err(this.fail(&mut log, kind, "close")));
         }
         if this.script.panic == Some(WPanic::Close) {
-            this.panic(log, "writer poll_close");
+            raise(log, "writer poll_close", this.written);
         }
         log.closed_clean = true;
         Poll::Ready(Ok(()))
@@ -927,7 +1041,7 @@ impl Drop for WriterPeer {
         let mut log = lock(&self.log);
         log.dropped = true;
         if self.script.panic == Some(WPanic::Drop) && !thread::panicking() {
-            self.panic(log, "writer drop");
+            raise(log, "writer drop", self.written);
         }
     }
 }
@@ -952,53 +1066,24 @@ fn write_counted(w: &mut impl Write, buf: &[u8], accepted: &mut usize) -> io::Re
     Ok(())
 }
 
-fn writer<R: TestRuntime>() {
-    drive::<R, WriterCase>(
-        "writer",
-        "ivWr",
-        500,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx.run(bridge, move |b| writer_case(&b, &env, &case))
-        },
-    );
-}
-
-fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> Tags {
-    let batch = b;
-    let own: Option<Bridge<R>> = env.orphan(case.orphan);
-    let b = own.as_ref().unwrap_or(b);
-    let total: usize = case
-        .ops
-        .iter()
-        .map(|op| if let WOp::Write(n) = op { *n } else { 0 })
-        .sum();
-    let data = Rng::new(case.seed ^ 0xDA7A).bytes(total);
+fn writer_case<R: TestRuntime>(mut bridges: Bridges<'_, R>, env: &Env, case: &WriterCase) -> Tags {
+    let seed = case.setting.seed;
+    let data = Rng::new(seed ^ 0xDA7A).bytes(write_total(&case.ops));
     let log = Arc::new(Mutex::new(WLog::default()));
     let peer = WriterPeer {
         script: case.peer.clone(),
-        faults: Faults::new(case.seed ^ 0xFA17, case.peer.pending, env),
+        faults: Faults::new(seed ^ 0xFA17, case.peer.pending, env),
         log: Arc::clone(&log),
         written: 0,
         flushes: 0,
     };
     let make_panics = case.peer.panic == Some(WPanic::Make);
-    let log2 = Arc::clone(&log);
-    let mut w = Some(b.writer(move || {
-        if make_panics {
-            let inj = Injected {
-                by: "writer make",
-                at: 0,
-            };
-            lock(&log2).panic = Some(inj.clone());
-            inject(inj);
-        }
-        peer
-    }));
-
-    // The object outlives its bridge from here on.
-    drop(own);
+    let mut w = Some(
+        bridges
+            .object()
+            .writer(factory(&log, make_panics, "writer make", peer)),
+    );
+    bridges.orphan();
     // Bytes `write` took.
     let mut accepted = 0usize;
     // The first error the user saw, and whether the peer's panic resumed.
@@ -1010,19 +1095,14 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
     let mut tags = Tags::new();
     for (step, &op) in case.ops.iter().enumerate() {
         let at = || format!("step {step} ({op:?})");
-        if matches!(op, WOp::Return | WOp::Panic) && case.peer.stuck_at.is_some() {
+        if matches!(op, WOp::Abort(_)) && case.peer.stuck_at.is_some() {
             // Aborted in the middle of a write that never ends.
             let stuck = eventually(SETTLE, || lock(&log).stuck);
             assert!(stuck, "{}: the first chunk never reached the peer", at());
         }
         let writer = match op {
-            WOp::Return => {
-                drop(w.take());
-                aborted = true;
-                break;
-            }
-            WOp::Panic => {
-                panic_holding(w.take(), step);
+            WOp::Abort(how) => {
+                how.end(w.take(), step);
                 aborted = true;
                 break;
             }
@@ -1044,8 +1124,8 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
             WOp::Write(n) => data[accepted..accepted + n].to_vec(),
             _ => Vec::new(),
         };
-        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
-        let (got, took) = elsewhere(batch, ctx, &mut w, move |writer| {
+        let ctx = called_from(&case.elsewhere, step);
+        let (got, took) = elsewhere(bridges.batch, ctx, &mut w, move |writer| {
             let mut took = 0;
             let got = Got::of(|| match op {
                 WOp::Write(_) => write_counted(writer, &chunk, &mut took),
@@ -1072,13 +1152,7 @@ fn writer_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &WriterCase) -> T
         );
         match got {
             Got::Panic(payload) => {
-                let peer_panic = lock(&log).panic.clone();
-                assert!(
-                    peer_panic.is_some() && injected(&*payload) == peer_panic,
-                    "{}: a panic that is not the peer's: {} (the peer's: {peer_panic:?})",
-                    at(),
-                    text(&*payload)
-                );
+                assert_raised(&*payload, &lock(&log).panic, &at(), "peer");
                 assert!(!resumed, "{}: the peer's panic resumed twice", at());
                 resumed = true;
             }
@@ -1218,9 +1292,16 @@ enum SOp {
     Send(usize),
     Close,
     CloseWithUnsent,
-    Return,
-    Panic,
+    Abort(Abort),
 }
+
+/// The ends of a sink case: closed, or aborted.
+const SINK_ENDS: [SOp; 4] = [
+    SOp::Close,
+    SOp::CloseWithUnsent,
+    SOp::Abort(Abort::Return),
+    SOp::Abort(Abort::Panic),
+];
 
 /// Where the consumer reads its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1232,7 +1313,7 @@ enum SMode {
     Handoff,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct SConsumer {
     /// Returns once it received this many items.
     stop_after: Option<usize>,
@@ -1251,10 +1332,7 @@ struct SConsumer {
 
 #[derive(Clone, Debug)]
 struct SinkCase {
-    seed: u64,
-    ctx: Ctx,
-    /// The object's bridge is dropped once the object exists.
-    orphan: bool,
+    setting: Setting,
     capacity: usize,
     mode: SMode,
     ops: Vec<SOp>,
@@ -1275,9 +1353,9 @@ impl Case for SinkCase {
         // items sent fit in the queue, and only an abort ends the case.
         let stuck = rng.chance(100);
         ops.push(if stuck {
-            rng.pick(&[SOp::Return, SOp::Panic])
+            SOp::Abort(rng.pick(&Abort::BOTH))
         } else {
-            rng.pick(&[SOp::Close, SOp::CloseWithUnsent, SOp::Return, SOp::Panic])
+            rng.pick(&SINK_ENDS)
         });
         let mode = if rng.chance(250) {
             SMode::Handoff
@@ -1287,9 +1365,7 @@ impl Case for SinkCase {
         let direct = mode == SMode::Direct;
         let at = |rng: &mut Rng| rng.range(0, total + 1);
         SinkCase {
-            seed,
-            ctx: gen_ctx(rng),
-            orphan: rng.chance(80),
+            setting: Setting::new(seed, rng),
             capacity,
             mode,
             ops,
@@ -1303,6 +1379,10 @@ impl Case for SinkCase {
                 pending: gen_pending(rng),
             },
         }
+    }
+
+    fn setting(&self) -> &Setting {
+        &self.setting
     }
 }
 
@@ -1336,6 +1416,12 @@ struct SLog {
     handoff_done: bool,
 }
 
+impl Raises for SLog {
+    fn raised(&mut self) -> &mut Option<Injected> {
+        &mut self.panic
+    }
+}
+
 /// Owned by the consumer: records its drop, and may panic there.
 struct SGuard {
     log: Arc<Mutex<SLog>>,
@@ -1361,6 +1447,45 @@ impl Drop for SGuard {
 }
 
 type Items = Pin<Box<dyn Stream<Item = io::Result<u32>> + Send>>;
+
+/// The consumer's stream as it reads it: through `results()`, or plain.
+fn items(stream: executor_bridge::SinkStream<u32>, results: bool) -> Items {
+    if results {
+        Box::pin(stream.results())
+    } else {
+        Box::pin(stream.map(Ok))
+    }
+}
+
+/// Hands `items` to a thread of its own (named `name`), as a consumer that
+/// spawns a task with its stream would, which reads it until the script
+/// or `stop` says; the count it read comes on the channel returned.
+fn hand_off(
+    name: String,
+    items: Items,
+    log: Arc<Mutex<SLog>>,
+    script: SConsumer,
+    mut faults: Faults,
+    stop: async_channel::Receiver<()>,
+) -> async_channel::Receiver<usize> {
+    let (done_tx, done_rx) = async_channel::bounded(1);
+    lock(&log).handoff_started = true;
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let count = futures_lite::future::block_on(drain(
+                items,
+                &log,
+                &script,
+                &mut faults,
+                Some(stop),
+            ));
+            lock(&log).handoff_done = true;
+            let _ = done_tx.send_blocking(count);
+        })
+        .expect("spawn the handoff thread");
+    done_rx
+}
 
 /// Reads `items` until the script says stop; `None` if told to stop from
 /// outside first. Notes that it stopped reading before it drops the stream
@@ -1389,16 +1514,9 @@ async fn read(
     let mut count = 0;
     loop {
         if script.panic_at == Some(count) {
-            let inj = Injected {
-                by: "consumer",
-                at: count as u64,
-            };
-            {
-                let mut l = lock(log);
-                l.finished = true;
-                l.panic = Some(inj.clone());
-            }
-            inject(inj);
+            let mut l = lock(log);
+            l.finished = true;
+            raise(l, "consumer", count as u64);
         }
         if script.stop_after == Some(count) {
             if script.linger {
@@ -1455,68 +1573,35 @@ async fn read(
     }
 }
 
-fn sink_stream<R: TestRuntime>() {
-    drive::<R, SinkCase>(
-        "sink_stream",
-        "ivSs",
-        400,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx
-                .run(bridge, move |b| sink_case(&b, &env, &case, false))
-        },
-    );
-}
-
-fn sink_results<R: TestRuntime>() {
-    drive::<R, SinkCase>(
-        "sink_results",
-        "ivSr",
-        400,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx
-                .run(bridge, move |b| sink_case(&b, &env, &case, true))
-        },
-    );
-}
-
-fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results: bool) -> Tags {
-    let own: Option<Bridge<R>> = env.orphan(case.orphan);
-    let b = own.as_ref().unwrap_or(b);
+/// One sink case; with `results`, the consumer reads its stream through
+/// `results()`.
+fn sink_case<R: TestRuntime>(
+    mut bridges: Bridges<'_, R>,
+    env: &Env,
+    case: &SinkCase,
+    results: bool,
+) -> Tags {
     let log = Arc::new(Mutex::new(SLog::default()));
     // Dropped at the end of the case: a handoff thread still waiting stops.
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let sink: BlockingSink<u32, usize> = {
         let (log, script, mode) = (Arc::clone(&log), case.consumer.clone(), case.mode);
-        let mut faults = Faults::new(case.seed ^ 0xC0, script.pending, env);
+        let mut faults = Faults::new(case.setting.seed ^ 0xC0, script.pending, env);
         let handoff_name = format!("{}+h", env.prefix);
         // Made here: a consumer aborted before it started is dropped too.
         let guard = SGuard {
             log: Arc::clone(&log),
             panic: script.drop_panic,
         };
-        b.sink(
+        bridges.object().sink(
             case.capacity,
-            move |items| -> Pin<Box<dyn Future<Output = usize>>> {
+            move |stream| -> Pin<Box<dyn Future<Output = usize>>> {
                 if script.make_panic {
-                    let inj = Injected {
-                        by: "consumer make",
-                        at: 0,
-                    };
                     let mut l = lock(&log);
                     l.finished = true;
-                    l.panic = Some(inj.clone());
-                    drop(l);
-                    inject(inj);
+                    raise(l, "consumer make", 0);
                 }
-                let items: Items = if results {
-                    Box::pin(items.results())
-                } else {
-                    Box::pin(items.map(Ok))
-                };
+                let items = items(stream, results);
                 match mode {
                     SMode::Direct => Box::pin(async move {
                         let _guard = guard;
@@ -1526,24 +1611,9 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
                     }),
                     SMode::Handoff => Box::pin(async move {
                         let _guard = guard;
-                        let (done_tx, done_rx) = async_channel::bounded(1);
                         let log2 = Arc::clone(&log);
-                        lock(&log).handoff_started = true;
-                        thread::Builder::new()
-                            .name(handoff_name)
-                            .spawn(move || {
-                                let count = futures_lite::future::block_on(drain(
-                                    items,
-                                    &log2,
-                                    &script,
-                                    &mut faults,
-                                    Some(stop_rx),
-                                ));
-                                lock(&log2).handoff_done = true;
-                                let _ = done_tx.send_blocking(count);
-                            })
-                            .expect("spawn the handoff thread");
-                        let count = done_rx.recv().await.unwrap_or(usize::MAX);
+                        let done = hand_off(handoff_name, items, log2, script, faults, stop_rx);
+                        let count = done.recv().await.unwrap_or(usize::MAX);
                         lock(&log).finished = true;
                         count
                     }),
@@ -1552,8 +1622,7 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
         )
     };
 
-    // The object outlives its bridge from here on.
-    drop(own);
+    bridges.orphan();
     let mut sink = Some(sink);
     let mut seq = 0u32;
     let mut ok_sent: Vec<u32> = Vec::new();
@@ -1620,13 +1689,7 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
                 let reads_all = stops_at.is_none_or(|k| k > ok_sent.len());
                 match got {
                     Err(payload) => {
-                        assert!(
-                            l.panic.is_some() && injected(&*payload) == l.panic,
-                            "{}: a panic that is not the consumer's: {} ({:?})",
-                            at(),
-                            text(&*payload),
-                            l.panic
-                        );
+                        assert_raised(&*payload, &l.panic, &at(), "consumer");
                         tags.push("close resumed the consumer's panic");
                     }
                     Ok((count, unsent)) => {
@@ -1650,13 +1713,8 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
                 }
                 break;
             }
-            SOp::Return => {
-                drop(sink.take());
-                aborted = true;
-                break;
-            }
-            SOp::Panic => {
-                panic_holding(sink.take(), step);
+            SOp::Abort(how) => {
+                how.end(sink.take(), step);
                 aborted = true;
                 break;
             }
@@ -1750,10 +1808,7 @@ fn sink_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &SinkCase, results:
 /// that spawns a task with it would): the stream outlives the consumer.
 #[derive(Clone, Debug)]
 struct DetachedCase {
-    seed: u64,
-    ctx: Ctx,
-    /// The object's bridge is dropped once the object exists.
-    orphan: bool,
+    setting: Setting,
     capacity: usize,
     /// `results()` rather than the plain stream.
     results: bool,
@@ -1766,40 +1821,30 @@ struct DetachedCase {
 impl Case for DetachedCase {
     fn generate(seed: u64, rng: &mut Rng) -> Self {
         DetachedCase {
-            seed,
-            ctx: gen_ctx(rng),
-            orphan: rng.chance(80),
+            setting: Setting::new(seed, rng),
             capacity: rng.pick(&[1, 2, 4, 64]),
             results: rng.chance(500),
             sends: rng.pick(&[0, 1, 3, 10, 50]),
-            end: rng.pick(&[SOp::Close, SOp::CloseWithUnsent, SOp::Return, SOp::Panic]),
+            end: rng.pick(&SINK_ENDS),
             pending: gen_pending(rng),
         }
     }
+
+    fn setting(&self) -> &Setting {
+        &self.setting
+    }
 }
 
-fn sink_detached<R: TestRuntime>() {
-    drive::<R, DetachedCase>(
-        "sink_detached",
-        "ivSd",
-        200,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx
-                .run(bridge, move |b| detached_case(&b, &env, &case))
-        },
-    );
-}
-
-fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) -> Tags {
-    let own: Option<Bridge<R>> = env.orphan(case.orphan);
-    let b = own.as_ref().unwrap_or(b);
+fn detached_case<R: TestRuntime>(
+    mut bridges: Bridges<'_, R>,
+    env: &Env,
+    case: &DetachedCase,
+) -> Tags {
     let log = Arc::new(Mutex::new(SLog::default()));
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let sink: BlockingSink<u32, ()> = {
         let log = Arc::clone(&log);
-        let mut faults = Faults::new(case.seed ^ 0xDE, case.pending, env);
+        let faults = Faults::new(case.setting.seed ^ 0xDE, case.pending, env);
         let name = format!("{}+h", env.prefix);
         let results = case.results;
         // Dropped with the factory, run or not.
@@ -1807,43 +1852,16 @@ fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) 
             log: Arc::clone(&log),
             panic: false,
         };
-        b.sink(case.capacity, move |items| {
+        bridges.object().sink(case.capacity, move |stream| {
             let _guard = guard;
-            let items: Items = if results {
-                Box::pin(items.results())
-            } else {
-                Box::pin(items.map(Ok))
-            };
-            lock(&log).handoff_started = true;
-            thread::Builder::new()
-                .name(name)
-                .spawn(move || {
-                    let script = SConsumer {
-                        stop_after: None,
-                        linger: false,
-                        stuck_after: None,
-                        panic_at: None,
-                        drop_panic: false,
-                        make_panic: false,
-                        pending: 0,
-                    };
-                    futures_lite::future::block_on(drain(
-                        items,
-                        &log,
-                        &script,
-                        &mut faults,
-                        Some(stop_rx),
-                    ));
-                    lock(&log).handoff_done = true;
-                })
-                .expect("spawn the handoff thread");
-            // Returns at once: the stream lives on in the thread.
+            // A consumer that reads all, and returns at once: the stream
+            // lives on in the thread.
+            let items = items(stream, results);
+            hand_off(name, items, log, SConsumer::default(), faults, stop_rx);
             async {}
         })
     };
-
-    // The object outlives its bridge from here on.
-    drop(own);
+    bridges.orphan();
     let mut ok_sent = Vec::new();
     for seq in 0..case.sends as u32 {
         if sink.send(seq).is_ok() {
@@ -1856,8 +1874,8 @@ fn detached_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &DetachedCase) 
     match case.end {
         SOp::Close => sink.close(),
         SOp::CloseWithUnsent => unsent = Some(sink.close_with_unsent().1),
-        SOp::Return => drop(sink),
-        _ => panic_holding(sink, 0),
+        SOp::Abort(how) => how.end(sink, 0),
+        SOp::Send(_) => unreachable!("an end"),
     }
     assert!(
         eventually(SETTLE, || lock(&log).dropped),
@@ -1943,10 +1961,7 @@ enum IoOp {
 
 #[derive(Clone, Debug)]
 struct IoCase {
-    seed: u64,
-    ctx: Ctx,
-    /// The object's bridge is dropped once the object exists.
-    orphan: bool,
+    setting: Setting,
     /// `Some(capacity)`: a `BufReader` over the cursor (no writes then).
     buffered: Option<usize>,
     initial: usize,
@@ -2004,15 +2019,17 @@ impl Case for IoCase {
             ops.push(op);
         }
         IoCase {
-            seed,
-            ctx: gen_ctx(rng),
-            orphan: rng.chance(80),
+            setting: Setting::new(seed, rng),
             buffered,
             initial,
             pending: gen_pending(rng),
             elsewhere: gen_elsewhere(rng, ops.len()),
             ops,
         }
+    }
+
+    fn setting(&self) -> &Setting {
+        &self.setting
     }
 }
 
@@ -2292,36 +2309,22 @@ impl Model {
     }
 }
 
-fn io_vs_cursor<R: TestRuntime>() {
-    drive::<R, IoCase>(
-        "io_vs_cursor",
-        "ivIo",
-        800,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx.run(bridge, move |b| io_case(&b, &env, &case))
-        },
-    );
-}
-
-fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
-    let batch = b;
-    let own: Option<Bridge<R>> = env.orphan(case.orphan);
-    let b = own.as_ref().unwrap_or(b);
-    let initial = Rng::new(case.seed ^ 0x10).bytes(case.initial);
-    let mut bytes = Rng::new(case.seed ^ 0x11);
+fn io_case<R: TestRuntime>(mut bridges: Bridges<'_, R>, env: &Env, case: &IoCase) -> Tags {
+    let seed = case.setting.seed;
+    let initial = Rng::new(seed ^ 0x10).bytes(case.initial);
+    let mut bytes = Rng::new(seed ^ 0x11);
     let (a_armed, m_armed) = (Armed::cell(), Armed::cell());
     let obj = Flaky {
         inner: AsyncCursor::new(initial.clone()),
         armed: Arc::clone(&a_armed),
-        faults: Some(Faults::new(case.seed ^ 0x12, case.pending, env)),
+        faults: Some(Faults::new(seed ^ 0x12, case.pending, env)),
     };
     let model_obj = Flaky {
         inner: StdCursor::new(initial),
         armed: Arc::clone(&m_armed),
         faults: None,
     };
+    let b = bridges.object();
     let (io, mut model) = match case.buffered {
         None => (UnderTest::Plain(b.io(obj)), Model::Plain(model_obj)),
         Some(cap) => (
@@ -2329,9 +2332,7 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
             Model::Buffered(io::BufReader::with_capacity(cap, model_obj)),
         ),
     };
-
-    // The object outlives its bridge from here on.
-    drop(own);
+    bridges.orphan();
     let mut io = Some(io);
     // What the last `fill_buf` returned and nothing consumed yet.
     let mut avail = 0usize;
@@ -2367,9 +2368,9 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
             IoOp::Consume(n) => IoOp::Consume((*n).min(avail)),
             op => op.clone(),
         };
-        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
+        let ctx = called_from(&case.elsewhere, step);
         let (op2, data2) = (op.clone(), data.clone());
-        let got = elsewhere(batch, ctx, &mut io, move |io| {
+        let got = elsewhere(bridges.batch, ctx, &mut io, move |io| {
             attempt(|| io.step(&op2, &data2))
         });
         let at = |trace: &[String]| format!("step {step} ({op:?}), after {trace:?}");
@@ -2426,38 +2427,32 @@ fn io_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IoCase) -> Tags {
             trace.remove(0);
         }
     }
-    let (cursor, position) = match (io.expect("the object"), model) {
-        (UnderTest::Plain(io), Model::Plain(m)) => {
-            let obj = match io.into_inner() {
-                Ok(obj) => obj,
-                Err(_) if broken => return tags,
-                Err(_) => panic!("into_inner refused an object that never panicked"),
-            };
-            assert!(!broken, "into_inner gave back an object that panicked");
-            let pos = m.inner.position();
-            (
-                (obj.inner.position(), obj.inner.into_inner()),
-                (pos, m.inner.into_inner()),
-            )
-        }
-        (UnderTest::Buffered(io), Model::Buffered(m)) => {
-            let obj = match io.into_inner() {
-                Ok(obj) => obj.into_inner(),
-                Err(_) if broken => return tags,
-                Err(_) => panic!("into_inner refused an object that never panicked"),
-            };
-            assert!(!broken, "into_inner gave back an object that panicked");
-            let m = m.into_inner();
-            let pos = m.inner.position();
-            (
-                (obj.inner.position(), obj.inner.into_inner()),
-                (pos, m.inner.into_inner()),
-            )
-        }
+    // The two cursors, the object's (if `into_inner` gives it back) and the
+    // model's.
+    let (obj, m) = match (io.expect("the object"), model) {
+        (UnderTest::Plain(io), Model::Plain(m)) => (io.into_inner().ok(), m),
+        (UnderTest::Buffered(io), Model::Buffered(m)) => (
+            io.into_inner()
+                .ok()
+                .map(futures_lite::io::BufReader::into_inner),
+            m.into_inner(),
+        ),
         _ => unreachable!("the same kind on both sides"),
     };
-    assert_eq!(cursor.0, position.0, "the final positions differ");
-    assert!(cursor.1 == position.1, "the final bytes differ");
+    let Some(obj) = obj else {
+        assert!(broken, "into_inner refused an object that never panicked");
+        return tags;
+    };
+    assert!(!broken, "into_inner gave back an object that panicked");
+    assert_eq!(
+        obj.inner.position(),
+        m.inner.position(),
+        "the final positions differ"
+    );
+    assert!(
+        obj.inner.into_inner() == m.inner.into_inner(),
+        "the final bytes differ"
+    );
     tags.push("the final bytes compared");
     tags
 }
@@ -2474,8 +2469,7 @@ enum ROp {
     Fill(u8),
     /// Read until the end, an error or a panic.
     ToEnd,
-    Return,
-    Panic,
+    Abort(Abort),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2490,10 +2484,7 @@ enum RPanic {
 
 #[derive(Clone, Debug)]
 struct ReaderCase {
-    seed: u64,
-    ctx: Ctx,
-    /// The object's bridge is dropped once the object exists.
-    orphan: bool,
+    setting: Setting,
     len: usize,
     /// `poll_read` fails once at each of these bytes, in order.
     errors: Vec<(usize, ErrorKind)>,
@@ -2550,7 +2541,7 @@ impl Case for ReaderCase {
                 .collect();
         }
         if rng.chance(300) {
-            ops.push(rng.pick(&[ROp::Return, ROp::Panic]));
+            ops.push(ROp::Abort(rng.pick(&Abort::BOTH)));
         }
         let max_read = match len {
             0..=5_000 => rng.pick(&[1, 100, 5000, 1 << 20]),
@@ -2558,9 +2549,7 @@ impl Case for ReaderCase {
             _ => rng.pick(&[4096, 1 << 20]),
         };
         ReaderCase {
-            seed,
-            ctx: gen_ctx(rng),
-            orphan: rng.chance(80),
+            setting: Setting::new(seed, rng),
             len,
             errors,
             panic,
@@ -2570,6 +2559,10 @@ impl Case for ReaderCase {
             elsewhere: gen_elsewhere(rng, ops.len()),
             ops,
         }
+    }
+
+    fn setting(&self) -> &Setting {
+        &self.setting
     }
 }
 
@@ -2581,6 +2574,12 @@ struct RLog {
     stuck: bool,
     panic: Option<Injected>,
     dropped: bool,
+}
+
+impl Raises for RLog {
+    fn raised(&mut self) -> &mut Option<Injected> {
+        &mut self.panic
+    }
 }
 
 struct Source {
@@ -2629,12 +2628,7 @@ impl AsyncRead for Source {
         }
         if let Some(RPanic::At(at)) = this.panic {
             if at == pos {
-                let inj = Injected {
-                    by: "source poll_read",
-                    at: at as u64,
-                };
-                lock(&this.log).panic = Some(inj.clone());
-                inject(inj);
+                raise(lock(&this.log), "source poll_read", at as u64);
             }
             if at > pos {
                 n = n.min(at - pos);
@@ -2652,13 +2646,7 @@ impl Drop for Source {
         let mut log = lock(&self.log);
         log.dropped = true;
         if self.panic == Some(RPanic::Drop) && !thread::panicking() {
-            let inj = Injected {
-                by: "source drop",
-                at: self.pos as u64,
-            };
-            log.panic = Some(inj.clone());
-            drop(log);
-            inject(inj);
+            raise(log, "source drop", self.pos as u64);
         }
     }
 }
@@ -2666,19 +2654,6 @@ impl Drop for Source {
 /// How far a reader may read ahead of its consumer: 8 chunks of 16 KiB
 /// waiting, one being read, one being consumed.
 const READ_AHEAD_BOUND: usize = 10 * 16 * 1024;
-
-fn reader<R: TestRuntime>() {
-    drive::<R, ReaderCase>(
-        "reader",
-        "ivRd",
-        500,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx.run(bridge, move |b| reader_case(&b, &env, &case))
-        },
-    );
-}
 
 /// What the consumer of a reader expects next.
 struct RState<'a> {
@@ -2763,13 +2738,7 @@ impl RState<'_> {
                 false
             }
             Got::Panic(payload) => {
-                let inj = injected(&*payload);
-                let recorded = lock(self.log).panic.clone();
-                assert!(
-                    inj.is_some() && inj == recorded,
-                    "{what}: a panic that is not the source's: {}",
-                    text(&*payload)
-                );
+                assert_raised(&*payload, &lock(self.log).panic, what, "source");
                 match self.case.panic {
                     Some(RPanic::At(at)) => assert!(
                         pos == at && self.case.errors[self.next_error..].iter().all(|e| e.0 > at),
@@ -2789,11 +2758,9 @@ impl RState<'_> {
     }
 }
 
-fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> Tags {
-    let batch = b;
-    let own: Option<Bridge<R>> = env.orphan(case.orphan);
-    let b = own.as_ref().unwrap_or(b);
-    let data = Arc::new(Rng::new(case.seed ^ 0x2EAD).bytes(case.len));
+fn reader_case<R: TestRuntime>(mut bridges: Bridges<'_, R>, env: &Env, case: &ReaderCase) -> Tags {
+    let seed = case.setting.seed;
+    let data = Arc::new(Rng::new(seed ^ 0x2EAD).bytes(case.len));
     let log = Arc::new(Mutex::new(RLog::default()));
     let source = Source {
         stuck_at: case.stuck_at,
@@ -2802,25 +2769,17 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
         next_error: 0,
         panic: case.panic,
         max_read: case.max_read,
-        faults: Faults::new(case.seed ^ 0x50, case.pending, env),
+        faults: Faults::new(seed ^ 0x50, case.pending, env),
         log: Arc::clone(&log),
         pos: 0,
     };
-    let log2 = Arc::clone(&log);
-    let mut r = Some(b.reader(move || {
-        if source.panic == Some(RPanic::Make) {
-            let inj = Injected {
-                by: "source make",
-                at: 0,
-            };
-            lock(&log2).panic = Some(inj.clone());
-            inject(inj);
-        }
-        source
-    }));
-
-    // The object outlives its bridge from here on.
-    drop(own);
+    let make_panics = case.panic == Some(RPanic::Make);
+    let mut r = Some(
+        bridges
+            .object()
+            .reader(factory(&log, make_panics, "source make", source)),
+    );
+    bridges.orphan();
     let mut st = RState {
         case,
         data: &data,
@@ -2840,7 +2799,7 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
     }
     for (step, &op) in case.ops.iter().enumerate() {
         let what = format!("step {step} ({op:?})");
-        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
+        let ctx = called_from(&case.elsewhere, step);
         let Some(reader) = r.as_mut() else { break };
         match op {
             ROp::Read(0) => {
@@ -2851,12 +2810,12 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
                 );
             }
             ROp::Read(len) => {
-                let got = elsewhere(batch, ctx, &mut r, move |reader| read(reader, len));
+                let got = elsewhere(bridges.batch, ctx, &mut r, move |reader| read(reader, len));
                 st.judge(&what, got);
             }
             ROp::Fill(pct) => {
                 // Filled and consumed in one go, wherever it runs.
-                let got = elsewhere(batch, ctx, &mut r, move |reader| {
+                let got = elsewhere(bridges.batch, ctx, &mut r, move |reader| {
                     let got = Got::of(|| reader.fill_buf().map(<[u8]>::to_vec));
                     if let Got::Ok(b) = &got {
                         reader.consume(b.len() * usize::from(pct) / 100);
@@ -2883,8 +2842,7 @@ fn reader_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &ReaderCase) -> T
                     }
                 }
             }
-            ROp::Return => drop(r.take()),
-            ROp::Panic => panic_holding(r.take(), step),
+            ROp::Abort(how) => how.end(r.take(), step),
         }
     }
     if st.broken {
@@ -2932,8 +2890,7 @@ enum IOp {
     Next,
     /// `next_timeout` with this many microseconds.
     NextTimeout(u64),
-    Return,
-    Panic,
+    Abort(Abort),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2948,10 +2905,7 @@ enum IPanic {
 
 #[derive(Clone, Debug)]
 struct IterCase {
-    seed: u64,
-    ctx: Ctx,
-    /// The object's bridge is dropped once the object exists.
-    orphan: bool,
+    setting: Setting,
     items: u32,
     panic: Option<IPanic>,
     pending: u32,
@@ -3005,12 +2959,10 @@ impl Case for IterCase {
         }
         if rng.chance(250) {
             let at = rng.range(0, ops.len());
-            ops.insert(at, rng.pick(&[IOp::Return, IOp::Panic]));
+            ops.insert(at, IOp::Abort(rng.pick(&Abort::BOTH)));
         }
         IterCase {
-            seed,
-            ctx: gen_ctx(rng),
-            orphan: rng.chance(80),
+            setting: Setting::new(seed, rng),
             items,
             panic,
             pending: gen_pending(rng),
@@ -3019,6 +2971,10 @@ impl Case for IterCase {
             slow_at: slow_at.map(|k| k as u32),
             ops,
         }
+    }
+
+    fn setting(&self) -> &Setting {
+        &self.setting
     }
 }
 
@@ -3030,6 +2986,12 @@ struct ILog {
     stuck: bool,
     panic: Option<Injected>,
     dropped: bool,
+}
+
+impl Raises for ILog {
+    fn raised(&mut self) -> &mut Option<Injected> {
+        &mut self.panic
+    }
 }
 
 struct Numbers {
@@ -3055,12 +3017,7 @@ impl Stream for Numbers {
             return Poll::Pending;
         }
         if this.panic == Some(IPanic::At(this.k)) {
-            let inj = Injected {
-                by: "stream poll_next",
-                at: u64::from(this.k),
-            };
-            lock(&this.log).panic = Some(inj.clone());
-            inject(inj);
+            raise(lock(&this.log), "stream poll_next", u64::from(this.k));
         }
         if this.k == this.n {
             return Poll::Ready(None);
@@ -3080,13 +3037,7 @@ impl Drop for Numbers {
         let mut log = lock(&self.log);
         log.dropped = true;
         if self.panic == Some(IPanic::Drop) && !thread::panicking() {
-            let inj = Injected {
-                by: "stream drop",
-                at: u64::from(self.k),
-            };
-            log.panic = Some(inj.clone());
-            drop(log);
-            inject(inj);
+            raise(log, "stream drop", u64::from(self.k));
         }
     }
 }
@@ -3099,55 +3050,14 @@ enum IterKind {
     Direct,
 }
 
-fn iter_cap0<R: TestRuntime>() {
-    drive::<R, IterCase>(
-        "iter_cap0",
-        "ivIa",
-        600,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx.run(bridge, move |b| {
-                iter_case(&b, &env, &case, IterKind::Pipe(0))
-            })
-        },
-    );
-}
-
-fn iter_cap3<R: TestRuntime>() {
-    drive::<R, IterCase>(
-        "iter_cap3",
-        "ivIb",
-        600,
-        |b| b.stream_capacity(3),
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx.run(bridge, move |b| {
-                iter_case(&b, &env, &case, IterKind::Pipe(3))
-            })
-        },
-    );
-}
-
-fn iter_direct<R: TestRuntime>() {
-    drive::<R, IterCase>(
-        "iter_direct",
-        "ivId",
-        600,
-        |b| b,
-        |bridge, env, case| {
-            let (env, case) = (env.clone(), case.clone());
-            case.ctx.run(bridge, move |b| {
-                iter_case(&b, &env, &case, IterKind::Direct)
-            })
-        },
-    );
-}
-
-fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: IterKind) -> Tags {
-    let batch = b;
-    let own: Option<Bridge<R>> = env.orphan(case.orphan);
-    let b = own.as_ref().unwrap_or(b);
+/// One iterator case; `kind` says how the iterator is made (a `Pipe`'s
+/// capacity is the bridge's: the test builds it so).
+fn iter_case<R: TestRuntime>(
+    mut bridges: Bridges<'_, R>,
+    env: &Env,
+    case: &IterCase,
+    kind: IterKind,
+) -> Tags {
     let log = Arc::new(Mutex::new(ILog::default()));
     let stream = Numbers {
         stuck_at: case.stuck_at,
@@ -3155,28 +3065,34 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
         n: case.items,
         k: 0,
         panic: case.panic,
-        faults: Faults::new(case.seed ^ 0x17, case.pending, env),
+        faults: Faults::new(case.setting.seed ^ 0x17, case.pending, env),
         log: Arc::clone(&log),
     };
-    let log2 = Arc::clone(&log);
-    let make = move || {
-        if stream.panic == Some(IPanic::Make) {
-            let inj = Injected {
-                by: "stream make",
-                at: 0,
-            };
-            lock(&log2).panic = Some(inj.clone());
-            inject(inj);
-        }
-        stream
-    };
+    let make = factory(
+        &log,
+        case.panic == Some(IPanic::Make),
+        "stream make",
+        stream,
+    );
+    let b = bridges.object();
     let (mut it, ahead): (Option<BlockingIter<u32>>, u32) = match kind {
         IterKind::Pipe(cap) => (Some(b.iter(make)), cap as u32 + 1),
         IterKind::Direct => (Some(b.iter_direct(make)), 1),
     };
-
-    // The object outlives its bridge from here on.
-    drop(own);
+    bridges.orphan();
+    let batch = bridges.batch;
+    // Drops the iterator: a stream's destructor may panic where `drop` runs
+    // it.
+    let drop_iter = |it: Option<BlockingIter<u32>>, what: &str| {
+        if let Err(payload) = attempt(move || drop(it)) {
+            assert_eq!(
+                (injected(&*payload), case.panic),
+                (lock(&log).panic.clone(), Some(IPanic::Drop)),
+                "{what}: dropping the iterator panicked: {}",
+                text(&*payload)
+            );
+        }
+    };
     let mut next = 0u32;
     let mut finished = false;
     // After a panic resumed: every later call fails again.
@@ -3187,7 +3103,7 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
         if it.is_none() {
             break;
         }
-        let ctx = case.elsewhere.iter().find(|e| e.0 == step).map(|e| e.1);
+        let ctx = called_from(&case.elsewhere, step);
         if broken {
             let again = match op {
                 IOp::Next => Some(
@@ -3236,19 +3152,11 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
                     Err(payload) => panic!("{what}: next_timeout panicked: {}", text(&*payload)),
                 }
             }
-            IOp::Return => {
-                if let Err(payload) = attempt(|| drop(it.take())) {
-                    // A stream's destructor may panic where `drop` runs it.
-                    assert_eq!(
-                        (injected(&*payload), case.panic),
-                        (lock(&log).panic.clone(), Some(IPanic::Drop)),
-                        "{what}: dropping the iterator panicked: {}",
-                        text(&*payload)
-                    );
-                }
+            IOp::Abort(Abort::Return) => {
+                drop_iter(it.take(), &what);
                 break;
             }
-            IOp::Panic => {
+            IOp::Abort(Abort::Panic) => {
                 panic_holding(it.take(), step);
                 break;
             }
@@ -3289,12 +3197,7 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
                     "{what}: a panic after the end: {}",
                     text(&*payload)
                 );
-                let inj = injected(&*payload);
-                assert!(
-                    inj.is_some() && inj == lock(&log).panic,
-                    "{what}: a panic that is not the stream's: {}",
-                    text(&*payload)
-                );
+                assert_raised(&*payload, &lock(&log).panic, &what, "stream");
                 match case.panic {
                     Some(IPanic::At(k)) => assert_eq!(k, next, "{what}: the panic resumed early"),
                     Some(IPanic::Make) => assert_eq!(next, 0, "{what}: the factory's panic, late"),
@@ -3331,16 +3234,7 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
     if lock(&log).stuck {
         tags.push("dropped while stuck");
     }
-    if let Some(iter) = it.take() {
-        if let Err(payload) = attempt(move || drop(iter)) {
-            assert_eq!(
-                (injected(&*payload), case.panic),
-                (lock(&log).panic.clone(), Some(IPanic::Drop)),
-                "dropping the iterator panicked: {}",
-                text(&*payload)
-            );
-        }
-    }
+    drop_iter(it.take(), "at the end");
     assert!(
         eventually(SETTLE, || lock(&log).dropped),
         "the stream was never dropped"
@@ -3348,17 +3242,39 @@ fn iter_case<R: TestRuntime>(b: &Bridge<R>, env: &Env, case: &IterCase, kind: It
     tags
 }
 
-per_runtime!(
-    writer,
-    sink_stream,
-    sink_results,
-    sink_detached,
-    io_vs_cursor,
-    reader,
-    iter_cap0,
-    iter_cap3,
-    iter_direct
-);
+// ===========================================================================
+// The tests
+// ===========================================================================
+
+/// Declares the tests, one a line: its name, its case type, the tag its
+/// threads are named by, its cases a run (before `EB_CASES`), how each
+/// batch's bridge is built, and the check of one case. Each runs on every
+/// adapter, as `invariants::<name>::<adapter>`.
+macro_rules! tests {
+    ($($name:ident: $case:ty, $tag:literal, $cases:literal, $build:expr, $check:expr;)*) => {
+        $(
+            fn $name<R: TestRuntime>() {
+                drive::<R, $case>(stringify!($name), $tag, $cases, $build, $check);
+            }
+        )*
+        per_runtime!($($name),*);
+    };
+}
+
+tests! {
+    writer: WriterCase, "ivWr", 500, |b| b, writer_case;
+    sink_stream: SinkCase, "ivSs", 400, |b| b, |b, env, case| sink_case(b, env, case, false);
+    sink_results: SinkCase, "ivSr", 400, |b| b, |b, env, case| sink_case(b, env, case, true);
+    sink_detached: DetachedCase, "ivSd", 200, |b| b, detached_case;
+    io_vs_cursor: IoCase, "ivIo", 800, |b| b, io_case;
+    reader: ReaderCase, "ivRd", 500, |b| b, reader_case;
+    iter_cap0: IterCase, "ivIa", 600, |b| b,
+        |b, env, case| iter_case(b, env, case, IterKind::Pipe(0));
+    iter_cap3: IterCase, "ivIb", 600, |b| b.stream_capacity(3),
+        |b, env, case| iter_case(b, env, case, IterKind::Pipe(3));
+    iter_direct: IterCase, "ivId", 600, |b| b,
+        |b, env, case| iter_case(b, env, case, IterKind::Direct);
+}
 
 // ===========================================================================
 // Two sink defects these tests found, each in a minimal reproduction.
