@@ -7,13 +7,11 @@ use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
 
 use ::tokio::runtime::{Handle, Id, Runtime as TokioRuntime, RuntimeFlavor};
-
-use atomic_waker::AtomicWaker;
 
 use crate::pool::lock;
 use crate::relay::{self, Relay};
@@ -457,7 +455,7 @@ struct Callers {
     release_wanted: AtomicBool,
     stop: AtomicBool,
     /// Wakes the driver's `block_on` while it holds the runtime.
-    driver_waker: AtomicWaker,
+    driver_waker: Mutex<Option<Waker>>,
     driver: OnceLock<Thread>,
 }
 
@@ -471,7 +469,7 @@ impl Callers {
             holding: AtomicBool::new(false),
             release_wanted: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-            driver_waker: AtomicWaker::new(),
+            driver_waker: Mutex::new(None),
             driver: OnceLock::new(),
         }
     }
@@ -517,7 +515,7 @@ impl Callers {
         self.parkers.fetch_add(1, SeqCst);
         self.parks.fetch_add(1, SeqCst);
         if self.holding.load(SeqCst) {
-            self.driver_waker.wake();
+            self.wake_driver();
         }
         let previous = DRIVING.replace(Some(self.id));
         let mut turned = false;
@@ -552,9 +550,17 @@ impl Callers {
         }
     }
 
+    /// Wakes the driver thread's `block_on`, outside the slot's lock.
+    fn wake_driver(&self) {
+        let waker = lock(&self.driver_waker).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     fn stop(&self) {
         self.stop.store(true, SeqCst);
-        self.driver_waker.wake();
+        self.wake_driver();
         self.unpark_driver();
     }
 }
@@ -591,7 +597,7 @@ fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
         if callers.parkers.load(SeqCst) == 0 && !callers.stop.load(SeqCst) {
             let previous = DRIVING.replace(Some(callers.id));
             rt.block_on(poll_fn(|cx| {
-                callers.driver_waker.register(cx.waker());
+                *lock(&callers.driver_waker) = Some(cx.waker().clone());
                 if callers.parkers.load(SeqCst) > 0 || callers.stop.load(SeqCst) {
                     Poll::Ready(())
                 } else {
@@ -601,7 +607,8 @@ fn drive_idle(callers: Arc<Callers>, rt: Arc<TokioRuntime>) {
             DRIVING.set(previous);
         }
         callers.holding.store(false, SeqCst);
-        drop(callers.driver_waker.take());
+        let driver_waker = lock(&callers.driver_waker).take();
+        drop(driver_waker);
     }
     // A task this thread ran may have dropped the last clone of the adapter:
     // then this clone is the last, and the runtime goes down here.

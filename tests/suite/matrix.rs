@@ -307,6 +307,7 @@ fn behaviours() -> Vec<Behaviour> {
         b("TCP round trip",                      reactor,    w_tcp,            0,                          no_panic),
         b("tokio task_local",                    any,        w_task_local,     TASK_LOCAL,                 no_panic),
         b("wake from a std thread",              any,        w_foreign_wake,   0,                          no_panic),
+        b("keeps its first poll's waker",        any,        w_first_waker,    0,                          no_panic),
         b("held value needs the runtime",        tokio_only, w_ready,          HOLDS_RT,                   no_panic),
         b("values need the runtime",             tokio_only, w_ready,          VALUES_RT,                  no_panic),
         b("panic in poll",                       any,        w_panic,          0,                          boom_7),
@@ -488,6 +489,45 @@ fn w_foreign_wake(_: &Kit) -> BoxFuture<u32> {
             })
             .expect("spawn a waker thread");
         rx.recv().await.expect("the value")
+    })
+}
+
+/// A hand-written future that keeps the waker of its first poll for good
+/// and never registers another: a std thread wakes it three times, and it
+/// is ready after the third. The `Future` contract asks only that the
+/// latest waker be woken, but futures written this way exist, and every
+/// plain `block_on` completes them.
+fn w_first_waker(_: &Kit) -> BoxFuture<u32> {
+    struct KeepsFirst {
+        wakes: Arc<AtomicUsize>,
+        started: bool,
+    }
+    impl Future for KeepsFirst {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            if self.wakes.load(SeqCst) >= 3 {
+                return Poll::Ready(10);
+            }
+            if !self.started {
+                self.started = true;
+                let (waker, wakes) = (cx.waker().clone(), Arc::clone(&self.wakes));
+                thread::Builder::new()
+                    .name("mx-waker".into())
+                    .spawn(move || {
+                        for _ in 0..3 {
+                            thread::sleep(ms(1));
+                            wakes.fetch_add(1, SeqCst);
+                            waker.wake_by_ref();
+                        }
+                    })
+                    .expect("spawn a waker thread");
+            }
+            Poll::Pending
+        }
+    }
+    Box::pin(KeepsFirst {
+        wakes: Arc::new(AtomicUsize::new(0)),
+        started: false,
     })
 }
 
