@@ -12,7 +12,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use executor_bridge::{Bridge, Pollster, Runtime};
+use executor_bridge::{BlockingIter, Bridge, Builder, Pollster, Runtime};
+use futures_lite::Stream;
 
 /// Serializes whatever replaces the (process-wide) panic hook, and the
 /// tests that raise the panics such a hook looks for on shared threads: a
@@ -57,6 +58,23 @@ fn watch(secs: u64, f: Job) -> Box<dyn Any + Send> {
         Err(mpsc::RecvTimeoutError::Timeout) => {
             panic!("watchdog: the test hung for more than {secs} s")
         }
+    }
+}
+
+/// Runs `f`, naming `case` in its failure: a panic with a text payload is
+/// raised again as `"{case}: {text}"`; any other payload is resumed as it is,
+/// the case written to stderr first.
+#[track_caller]
+pub fn in_case<T>(case: &str, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => match message(&*payload) {
+            Some(text) => panic!("{case}: {text}"),
+            None => {
+                eprintln!("{case}: panicked (a payload without text, resumed)");
+                std::panic::resume_unwind(payload)
+            }
+        },
     }
 }
 
@@ -207,28 +225,33 @@ pub async fn thread_sleep(d: Duration) {
 
 /// One `#[test]` per enabled adapter for a check generic over
 /// [`TestRuntime`], each under the watchdog: `per_runtime!(check);` makes a
-/// module `check` with tests `pollster`, `tokio`, `smol`, `async_std`.
+/// module `check` with tests `pollster`, `tokio`, `smol`, `async_std`, each
+/// calling `check::<Adapter>()`; `per_runtime!(name => check(args));` makes
+/// the module `name`, its tests calling `check::<Adapter>(args)`.
 macro_rules! per_runtime {
-    ($($check:ident),* $(,)?) => {$(
-        mod $check {
+    ($($check:ident),* $(,)?) => {
+        $crate::common::per_runtime!($($check => $check()),*);
+    };
+    ($($name:ident => $check:ident($($arg:expr),*)),* $(,)?) => {$(
+        mod $name {
             #[test]
             fn pollster() {
-                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Pollster>());
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Pollster>($($arg),*));
             }
             #[cfg(feature = "tokio")]
             #[test]
             fn tokio() {
-                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Tokio>());
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Tokio>($($arg),*));
             }
             #[cfg(feature = "smol")]
             #[test]
             fn smol() {
-                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Smol>());
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::Smol>($($arg),*));
             }
             #[cfg(feature = "async-std")]
             #[test]
             fn async_std() {
-                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::AsyncStd>());
+                $crate::common::watchdog($crate::common::LIMIT, || super::$check::<executor_bridge::AsyncStd>($($arg),*));
             }
         }
     )*};
@@ -357,6 +380,62 @@ impl Ctx {
             #[cfg(feature = "async-std")]
             Ctx::AsyncStdBlockOn => async_std::task::block_on(async move { f() }),
             Ctx::FuturesBlockOn => futures::executor::block_on(async move { f() }),
+        }
+    }
+}
+
+/// Runs `case` once per calling context (`case` enters the context itself,
+/// with [`Ctx::run`]), a failure naming the context.
+pub fn each_ctx<R: Runtime>(bridge: &Bridge<R>, mut case: impl FnMut(Ctx, &Bridge<R>)) {
+    for ctx in Ctx::all() {
+        in_case(&format!("{ctx:?}"), || case(ctx, bridge));
+    }
+}
+
+/// How a stream becomes a [`BlockingIter`]: `iter_direct`, or `iter` on a
+/// bridge with this `stream_capacity` (0, the default, reads nothing ahead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    Direct,
+    Iter(usize),
+}
+
+impl Way {
+    /// The `stream_capacity` of a bridge for this way.
+    pub fn capacity(self) -> usize {
+        match self {
+            Way::Direct => 0,
+            Way::Iter(cap) => cap,
+        }
+    }
+
+    /// A builder for this way (its capacity set), to set more on.
+    pub fn builder_on<R: Runtime>(self, rt: R) -> Builder<R> {
+        Bridge::builder(rt).stream_capacity(self.capacity())
+    }
+
+    /// A bridge for this way on a fresh adapter.
+    pub fn bridge<R: TestRuntime>(self) -> Bridge<R> {
+        self.bridge_on(R::make())
+    }
+
+    /// A bridge for this way on `rt`.
+    pub fn bridge_on<R: Runtime>(self, rt: R) -> Bridge<R> {
+        self.builder_on(rt).build()
+    }
+
+    /// The iterator over `make`'s stream, made this way on `b` (the capacity
+    /// is `b`'s: see [`Way::bridge`]).
+    pub fn open<R, M, S>(self, b: &Bridge<R>, make: M) -> BlockingIter<S::Item>
+    where
+        R: Runtime,
+        M: FnOnce() -> S + Send + 'static,
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        match self {
+            Way::Direct => b.iter_direct(make),
+            Way::Iter(_) => b.iter(make),
         }
     }
 }

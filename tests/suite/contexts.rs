@@ -28,7 +28,7 @@ use futures_lite::{stream, Stream, StreamExt};
 #[cfg(feature = "tokio")]
 use crate::common::join;
 use crate::common::{eventually, is_set, message, per_runtime, BoxFuture, Ctx, DropFlag, Payload};
-use crate::common::{Job, TestRuntime, LIMIT};
+use crate::common::{Job, TestRuntime, Way, LIMIT};
 
 /// A timer of the runtime under test.
 pub(crate) type Sleep = fn(Duration) -> BoxFuture<()>;
@@ -190,6 +190,17 @@ pub(crate) fn from_each<R: Runtime>(
     }
 }
 
+/// [`from_each`] from every [`Place`], on a fresh bridge of `R` and its timer.
+pub(crate) fn from_every_place<R: TestRuntime>(what: &str, check: Check<R>) {
+    from_each(
+        what,
+        &Bridge::new(R::make()),
+        &Place::all(),
+        R::sleep,
+        check,
+    );
+}
+
 /// The checks of the table, by entry point.
 pub(crate) fn checks<R: Runtime>() -> Vec<(&'static str, Check<R>)> {
     vec![
@@ -316,8 +327,8 @@ pub(crate) fn check_run_scoped<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     assert_eq!(log, [1, 2]);
 }
 
-/// `iter`: a `!Send` stream on the runtime's timer, in order; a late item:
-/// `next_timeout` gives up, then delivers it; a panic of the stream.
+/// `iter`: a `!Send` stream on the runtime's timer, in order; then the late
+/// item and the panic of [`check_late_and_broken`].
 pub(crate) fn check_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     let items: Vec<u32> = b
         .iter(move || {
@@ -325,42 +336,24 @@ pub(crate) fn check_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
             ticks(sleep, 4).map(move |x| x + *base)
         })
         .collect();
-    assert_eq!(items, [10, 11, 12, 13]);
-    // Late for sure: the item waits for a gate opened after the timeout.
-    let (open, gate) = async_channel::bounded::<()>(1);
-    let mut late = b.iter(move || {
-        stream::once_future(async move {
-            sleep(ms(1)).await;
-            let _ = gate.recv().await;
-            9u32
-        })
-    });
-    let err = late.next_timeout(ms(10)).unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
-    open.send_blocking(()).unwrap();
-    assert_eq!(
-        late.next_timeout(Duration::from_secs(LIMIT)).unwrap(),
-        Some(9),
-        "the late item was lost"
-    );
-    assert_eq!(late.next(), None);
-    let mut bad =
-        b.iter(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
-    assert_eq!(bad.next(), Some(0));
-    let payload = catch_unwind(AssertUnwindSafe(|| bad.next())).unwrap_err();
-    assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(1)));
-    assert!(
-        crate::common::is_broken(&mut bad),
-        "not failing after a panic"
-    );
+    assert_eq!(items, [10, 11, 12, 13], "iter: a !Send stream");
+    check_late_and_broken(b, sleep, Way::Iter(0));
 }
 
 /// `iter_direct`: as `iter`, for a `Send` stream.
 pub(crate) fn check_iter_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     let items: Vec<u32> = b.iter_direct(move || ticks(sleep, 4)).collect();
-    assert_eq!(items, [0, 1, 2, 3]);
+    assert_eq!(items, [0, 1, 2, 3], "iter_direct");
+    check_late_and_broken(b, sleep, Way::Direct);
+}
+
+/// An iterator made `way`: a late item (`next_timeout` gives up, then
+/// delivers it), and a panic of the stream (resumed in `next` with its
+/// payload, the iterator failing for good after it).
+fn check_late_and_broken<R: Runtime>(b: &Bridge<R>, sleep: Sleep, way: Way) {
+    // Late for sure: the item waits for a gate opened after the timeout.
     let (open, gate) = async_channel::bounded::<()>(1);
-    let mut late = b.iter_direct(move || {
+    let mut late = way.open(b, move || {
         stream::once_future(async move {
             sleep(ms(1)).await;
             let _ = gate.recv().await;
@@ -368,22 +361,27 @@ pub(crate) fn check_iter_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
         })
     });
     let err = late.next_timeout(ms(10)).unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.is_timeout(), "{way:?}: {err:?}");
     open.send_blocking(()).unwrap();
     assert_eq!(
         late.next_timeout(Duration::from_secs(LIMIT)).unwrap(),
         Some(9),
-        "the late item was lost"
+        "{way:?}: the late item was lost"
     );
-    assert_eq!(late.next(), None);
-    let mut bad =
-        b.iter_direct(move || ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x }));
-    assert_eq!(bad.next(), Some(0));
+    assert_eq!(late.next(), None, "{way:?}: after the late item");
+    let mut bad = way.open(b, move || {
+        ticks(sleep, 3).map(|x| if x == 1 { fail(Payload(x)) } else { x })
+    });
+    assert_eq!(bad.next(), Some(0), "{way:?}: before the panic");
     let payload = catch_unwind(AssertUnwindSafe(|| bad.next())).unwrap_err();
-    assert_eq!(payload.downcast_ref::<Payload>(), Some(&Payload(1)));
+    assert_eq!(
+        payload.downcast_ref::<Payload>(),
+        Some(&Payload(1)),
+        "{way:?}: the panic's payload"
+    );
     assert!(
         crate::common::is_broken(&mut bad),
-        "not failing after a panic"
+        "{way:?}: not failing after a panic"
     );
 }
 
@@ -411,45 +409,23 @@ pub(crate) fn check_reader<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     assert_eq!(lines, ["first line", "second line", "third"]);
 }
 
+/// The check of the table for the entry point `what`, from every place.
 fn table<R: TestRuntime>(what: &str) {
-    let bridge = Bridge::new(R::make());
     let (_, check) = checks::<R>()
         .into_iter()
         .find(|(name, _)| *name == what)
         .expect("a check");
-    from_each(what, &bridge, &Place::all(), R::sleep, check);
-}
-
-fn table_run<R: TestRuntime>() {
-    table::<R>("run");
-}
-fn table_try_run<R: TestRuntime>() {
-    table::<R>("try_run");
-}
-fn table_run_timeout<R: TestRuntime>() {
-    table::<R>("run_timeout");
-}
-fn table_run_scoped<R: TestRuntime>() {
-    table::<R>("run_scoped");
-}
-fn table_iter<R: TestRuntime>() {
-    table::<R>("iter");
-}
-fn table_iter_direct<R: TestRuntime>() {
-    table::<R>("iter_direct");
-}
-fn table_reader<R: TestRuntime>() {
-    table::<R>("reader");
+    from_every_place(what, check);
 }
 
 per_runtime!(
-    table_run,
-    table_try_run,
-    table_run_timeout,
-    table_run_scoped,
-    table_iter,
-    table_iter_direct,
-    table_reader
+    table_run => table("run"),
+    table_try_run => table("try_run"),
+    table_run_timeout => table("run_timeout"),
+    table_run_scoped => table("run_scoped"),
+    table_iter => table("iter"),
+    table_iter_direct => table("iter_direct"),
+    table_reader => table("reader"),
 );
 
 /// The same table on `SmolExecutor`, whose `enter` says no: calls from a
@@ -622,31 +598,17 @@ fn level<R: Runtime>(b: &Bridge<R>, sleep: Sleep, depth: u32) -> u32 {
     })
 }
 
-/// `iter` whose items come from nested `iter`s: 1 + 2 * the level below.
-fn level_iter<R: Runtime>(b: &Bridge<R>, sleep: Sleep, depth: u32) -> u32 {
+/// An iterator made `way` whose items come from nested iterators made the
+/// same way: 1 + 2 * the level below.
+fn level_stream<R: Runtime>(b: &Bridge<R>, sleep: Sleep, way: Way, depth: u32) -> u32 {
     if depth == 0 {
         return 0;
     }
     let inner = b.clone();
-    b.iter(move || {
+    way.open(b, move || {
         ticks(sleep, 2).then(move |i| {
             let inner = inner.clone();
-            async move { i + level_iter(&inner, sleep, depth - 1) }
-        })
-    })
-    .sum()
-}
-
-/// The same with `iter_direct`.
-fn level_direct<R: Runtime>(b: &Bridge<R>, sleep: Sleep, depth: u32) -> u32 {
-    if depth == 0 {
-        return 0;
-    }
-    let inner = b.clone();
-    b.iter_direct(move || {
-        ticks(sleep, 2).then(move |i| {
-            let inner = inner.clone();
-            async move { i + level_direct(&inner, sleep, depth - 1) }
+            async move { i + level_stream(&inner, sleep, way, depth - 1) }
         })
     })
     .sum()
@@ -667,8 +629,9 @@ fn level_scoped<R: Runtime>(b: &Bridge<R>, sleep: Sleep, log: &mut Vec<u32>, dep
 /// Three levels of each entry point, and one chain mixing them.
 pub(crate) fn check_nested<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
     assert_eq!(level(b, sleep, 3), 3, "run");
-    assert_eq!(level_iter(b, sleep, 3), 7, "iter");
-    assert_eq!(level_direct(b, sleep, 3), 7, "iter_direct");
+    for (what, way) in [("iter", Way::Iter(0)), ("iter_direct", Way::Direct)] {
+        assert_eq!(level_stream(b, sleep, way, 3), 7, "{what}");
+    }
     let mut log = Vec::new();
     level_scoped(b, sleep, &mut log, 3);
     assert_eq!(log, [3, 2, 1], "run_scoped");
@@ -705,13 +668,7 @@ pub(crate) fn check_nested<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn nested_three_levels<R: TestRuntime>() {
-    from_each(
-        "nested",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_nested::<R>,
-    );
+    from_every_place("nested", check_nested::<R>);
 }
 
 per_runtime!(nested_three_levels);
@@ -799,35 +756,30 @@ per_runtime!(drop_calls_the_bridge);
 /// `iter`), and with a future that `run_timeout` cancels (on its loop thread).
 fn drop_in_a_stream_or_a_cancelled_future_calls_the_bridge<R: TestRuntime>() {
     let b = Bridge::new(R::make());
-    let (guard, out) = CallsOnDrop::new(&b, R::sleep);
-    let mut it = b.iter(move || {
-        stream::once(1u32).chain(stream::unfold(guard, |g| async move {
-            std::future::pending::<()>().await;
-            Some((2, g))
-        }))
-    });
-    assert_eq!(it.next(), Some(1));
-    drop(it);
-    assert!(
-        eventually(Duration::from_secs(LIMIT / 2), || out
-            .load(Ordering::SeqCst)
-            == DROP_SUM),
-        "iter: the stream's destructor did not complete its calls"
-    );
-    let (guard, out) = CallsOnDrop::new(&b, R::sleep);
-    let mut it = b.iter_direct(move || {
-        stream::once(1u32).chain(stream::unfold(guard, |g| async move {
-            std::future::pending::<()>().await;
-            Some((2, g))
-        }))
-    });
-    assert_eq!(it.next(), Some(1));
-    drop(it);
-    assert_eq!(
-        out.load(Ordering::SeqCst),
-        DROP_SUM,
-        "iter_direct: the stream's destructor"
-    );
+    for way in [Way::Iter(0), Way::Direct] {
+        let (guard, out) = CallsOnDrop::new(&b, R::sleep);
+        let mut it = way.open(&b, move || {
+            stream::once(1u32).chain(stream::unfold(guard, |g| async move {
+                std::future::pending::<()>().await;
+                Some((2, g))
+            }))
+        });
+        assert_eq!(it.next(), Some(1), "{way:?}");
+        drop(it);
+        // `iter_direct`'s stream is dropped in `drop`; `iter`'s, after it, on
+        // its loop thread.
+        let done = match way {
+            Way::Direct => out.load(Ordering::SeqCst) == DROP_SUM,
+            Way::Iter(_) => eventually(Duration::from_secs(LIMIT / 2), || {
+                out.load(Ordering::SeqCst) == DROP_SUM
+            }),
+        };
+        assert!(
+            done,
+            "{way:?}: the stream's destructor did not complete its calls: {} of {DROP_SUM}",
+            out.load(Ordering::SeqCst)
+        );
+    }
     let (guard, out) = CallsOnDrop::new(&b, R::sleep);
     let err = b
         .run_timeout(ms(20), move || async move {
@@ -952,13 +904,7 @@ fn check_many_calls<R: Runtime>(b: &Bridge<R>, _sleep: Sleep) {
 }
 
 fn many_calls_in_a_row<R: TestRuntime>() {
-    from_each(
-        "many calls",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_many_calls::<R>,
-    );
+    from_every_place("many calls", check_many_calls::<R>);
 }
 
 per_runtime!(many_calls_in_a_row);

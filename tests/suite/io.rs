@@ -23,12 +23,12 @@ use std::task::{ready, Context, Poll};
 use std::thread;
 use std::time::Duration;
 
-use executor_bridge::{BlockingWriter, Bridge, SendError};
+use executor_bridge::{BlockingWriter, Bridge, Runtime, SendError};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 
 use crate::common::{
-    eventually, is_set, per_runtime, threads_named, watchdog, BoxFuture, Ctx, DropFlag, Payload,
-    TestRuntime, LIMIT,
+    each_ctx, eventually, is_set, per_runtime, threads_named, watchdog, BoxFuture, Ctx, DropFlag,
+    Payload, TestRuntime, LIMIT,
 };
 
 const KIB: usize = 1024;
@@ -65,23 +65,37 @@ fn naps<R: TestRuntime>(every: usize) -> Script {
     Box::new(move |i| (i % every == every - 1).then(|| R::sleep(ms(1))))
 }
 
-/// Runs the script's wait for the operation about to happen, once.
-fn poll_script(
-    script: &mut Script,
-    waiting: &mut Option<BoxFuture<()>>,
-    armed: &mut bool,
-    index: usize,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    if !*armed {
-        *waiting = script(index);
-        *armed = true;
+/// A [`Script`] being played: the wait in progress, if any.
+struct Waits {
+    script: Script,
+    waiting: Option<BoxFuture<()>>,
+    /// Whether the script was asked about the operation about to happen.
+    armed: bool,
+}
+
+impl Waits {
+    fn new(script: Script) -> Waits {
+        Waits {
+            script,
+            waiting: None,
+            armed: false,
+        }
     }
-    if let Some(w) = waiting {
-        ready!(w.as_mut().poll(cx));
-        *waiting = None;
+
+    /// Runs the script's wait for operation `index`, once; ready when the
+    /// operation may happen.
+    fn poll(&mut self, index: usize, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.armed {
+            self.waiting = (self.script)(index);
+            self.armed = true;
+        }
+        if let Some(w) = &mut self.waiting {
+            ready!(w.as_mut().poll(cx));
+            self.waiting = None;
+        }
+        self.armed = false;
+        Poll::Ready(())
     }
-    Poll::Ready(())
 }
 
 /// What a [`Recorder`] was given.
@@ -109,9 +123,7 @@ impl std::fmt::Debug for Seen {
 /// A scripted `AsyncWrite` that keeps what it is given.
 struct Recorder {
     seen: Arc<Mutex<Seen>>,
-    script: Script,
-    waiting: Option<BoxFuture<()>>,
-    armed: bool,
+    waits: Waits,
     writes: usize,
     /// Fails writes once this many bytes were taken.
     fail_at: Option<usize>,
@@ -132,9 +144,7 @@ impl Recorder {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let rec = Recorder {
             seen: seen.clone(),
-            script,
-            waiting: None,
-            armed: false,
+            waits: Waits::new(script),
             writes: 0,
             fail_at: None,
             fail_flush: false,
@@ -151,14 +161,7 @@ impl AsyncWrite for Recorder {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let me = &mut *self;
-        ready!(poll_script(
-            &mut me.script,
-            &mut me.waiting,
-            &mut me.armed,
-            me.writes,
-            cx
-        ));
-        me.armed = false;
+        ready!(me.waits.poll(me.writes, cx));
         me.writes += 1;
         let mut seen = lock(&me.seen);
         let room = me
@@ -202,9 +205,7 @@ struct Trickle {
     data: Vec<u8>,
     pos: usize,
     piece: usize,
-    script: Script,
-    waiting: Option<BoxFuture<()>>,
-    armed: bool,
+    waits: Waits,
     reads: usize,
     /// Panics with `Payload(n)` at read number `n`.
     panic_at: Option<usize>,
@@ -216,9 +217,7 @@ impl Trickle {
             data,
             pos: 0,
             piece,
-            script,
-            waiting: None,
-            armed: false,
+            waits: Waits::new(script),
             reads: 0,
             panic_at: None,
         }
@@ -232,14 +231,7 @@ impl AsyncRead for Trickle {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let me = &mut *self;
-        ready!(poll_script(
-            &mut me.script,
-            &mut me.waiting,
-            &mut me.armed,
-            me.reads,
-            cx
-        ));
-        me.armed = false;
+        ready!(me.waits.poll(me.reads, cx));
         if me.panic_at == Some(me.reads) {
             panic_any(Payload(me.reads as u32));
         }
@@ -269,12 +261,11 @@ fn write_varied(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
 // ---------------------------------------------------------------------------
 
 fn writer_delivers_every_byte_in_order_and_closes_the_sink<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let (sink, seen) = Recorder::new(naps::<R>(5));
         let data = pattern(300 * KIB + 17, 1);
         let (want, s) = (data.clone(), seen.clone());
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut out = b.writer(move || sink);
             write_varied(&mut out, &data[..100 * KIB]).unwrap();
             out.flush().unwrap();
@@ -298,16 +289,15 @@ fn writer_delivers_every_byte_in_order_and_closes_the_sink<R: TestRuntime>() {
             seen.data.len(),
             want.len()
         );
-    }
+    });
 }
 
 fn writer_errors_reach_the_next_call_and_every_later_one<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         // A write that fails mid-stream.
         let (mut sink, seen) = Recorder::new(naps::<R>(3));
         sink.fail_at = Some(3 * CHUNK + 5);
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut out = b.writer(move || sink);
             let data = pattern(CHUNK, 2);
             let mut written = 0;
@@ -336,7 +326,7 @@ fn writer_errors_reach_the_next_call_and_every_later_one<R: TestRuntime>() {
         // A write of the last, buffered bytes fails: close reports it.
         let (mut sink, _) = Recorder::new(naps::<R>(2));
         sink.fail_at = Some(0);
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut out = b.writer(move || sink);
             out.write_all(b"only a few bytes").unwrap();
             assert!(is_failure(&out.close().unwrap_err()), "{ctx:?}");
@@ -347,7 +337,7 @@ fn writer_errors_reach_the_next_call_and_every_later_one<R: TestRuntime>() {
         sink.fail_flush = true;
         let (mut sink2, seen2) = Recorder::new(naps::<R>(2));
         sink2.fail_close = true;
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut out = b.writer(move || sink);
             out.write_all(b"abc").unwrap();
             assert!(is_failure(&out.flush().unwrap_err()), "{ctx:?}");
@@ -360,7 +350,7 @@ fn writer_errors_reach_the_next_call_and_every_later_one<R: TestRuntime>() {
             assert!(is_failure(&out.close().unwrap_err()), "{ctx:?}");
         });
         assert_eq!(lock(&seen2).data, b"abc", "{ctx:?}");
-    }
+    });
 }
 
 fn a_closed_writer_refuses_writes_and_closes_once<R: TestRuntime>() {
@@ -385,8 +375,7 @@ fn a_closed_writer_refuses_writes_and_closes_once<R: TestRuntime>() {
 /// closing it and writes nothing more, so that the sink's consumer never
 /// takes half a body for a whole one.
 fn a_writer_dropped_without_close_is_aborted<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         for panics in [false, true] {
             // The sink waits on a gate that opens only after the drop: what
             // was written is still queued when the writer is dropped.
@@ -398,7 +387,7 @@ fn a_writer_dropped_without_close_is_aborted<R: TestRuntime>() {
                 }))
             });
             let (sink, seen) = Recorder::new(script);
-            let outcome = ctx.run(&bridge, move |b| {
+            let outcome = ctx.run(bridge, move |b| {
                 catch_unwind(AssertUnwindSafe(|| -> io::Result<()> {
                     let mut out = b.writer(move || sink);
                     out.write_all(&pattern(3 * CHUNK + 10, 4))?;
@@ -411,8 +400,10 @@ fn a_writer_dropped_without_close_is_aborted<R: TestRuntime>() {
             });
             let case = format!("{ctx:?}, {}", if panics { "panic" } else { "early return" });
             match outcome {
-                Ok(Err(e)) if !panics => assert_eq!(e.to_string(), "the source failed"),
-                Err(p) if panics => assert_eq!(p.downcast_ref::<Payload>(), Some(&Payload(9))),
+                Ok(Err(e)) if !panics => assert_eq!(e.to_string(), "the source failed", "{case}"),
+                Err(p) if panics => {
+                    assert_eq!(p.downcast_ref::<Payload>(), Some(&Payload(9)), "{case}")
+                }
                 other => panic!("{case}: {:?}", other.map_err(|_| "a panic")),
             }
             assert!(
@@ -428,7 +419,7 @@ fn a_writer_dropped_without_close_is_aborted<R: TestRuntime>() {
                 seen.data.len()
             );
         }
-    }
+    });
 }
 
 fn a_panicking_sink_resumes_in_the_writers_next_call<R: TestRuntime>() {
@@ -448,9 +439,8 @@ fn a_panicking_sink_resumes_in_the_writers_next_call<R: TestRuntime>() {
             Poll::Ready(Ok(()))
         }
     }
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
-        ctx.run(&bridge, move |b| {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
+        ctx.run(bridge, move |b| {
             let mut out = b.writer(|| Bomb);
             out.write_all(b"boom").unwrap();
             let payload = catch_unwind(AssertUnwindSafe(|| out.flush())).unwrap_err();
@@ -463,7 +453,7 @@ fn a_panicking_sink_resumes_in_the_writers_next_call<R: TestRuntime>() {
             assert!(out.write_all(b"more").is_err(), "{ctx:?}");
             assert!(out.close().is_err(), "{ctx:?}");
         });
-    }
+    });
 }
 
 fn a_stalled_sink_bounds_what_the_writer_takes<R: TestRuntime>() {
@@ -523,11 +513,10 @@ per_runtime!(
 // ---------------------------------------------------------------------------
 
 fn io_writes_reach_the_object_before_write_returns<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let (obj, seen) = Recorder::new(naps::<R>(2));
         let s = seen.clone();
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut io = b.io(obj);
             for i in 0..20u8 {
                 io.write_all(&[i; 300]).unwrap();
@@ -544,16 +533,15 @@ fn io_writes_reach_the_object_before_write_returns<R: TestRuntime>() {
             .enumerate()
             .all(|(i, c)| c.iter().all(|&x| x == i as u8)));
         assert!(seen.flushes >= 1 && seen.closed, "{ctx:?}: {seen:?}");
-    }
+    });
 }
 
 /// `BlockingIo::close` is documented as "Closes the object ..., after
 /// flushing it".
 fn io_close_flushes_the_object_first<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let (obj, seen) = Recorder::new(naps::<R>(2));
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut io = b.io(obj);
             io.write_all(b"unflushed").unwrap();
             io.close().unwrap();
@@ -564,15 +552,14 @@ fn io_close_flushes_the_object_first<R: TestRuntime>() {
             seen.flushes_at_close, 1,
             "{ctx:?}: closed without a flush first"
         );
-    }
+    });
 }
 
 fn io_reads_nothing_ahead<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let data = pattern(10_000, 6);
         let obj = Trickle::new(data.clone(), 4000, naps::<R>(2));
-        let pos = ctx.run(&bridge, move |b| {
+        let pos = ctx.run(bridge, move |b| {
             let mut io = b.io(obj);
             let mut head = [0; 5];
             io.read_exact(&mut head).unwrap();
@@ -583,29 +570,28 @@ fn io_reads_nothing_ahead<R: TestRuntime>() {
             io.into_inner().expect("the object comes back").pos
         });
         assert_eq!(pos, 6005, "{ctx:?}: read ahead of the caller");
-    }
+    });
 }
 
 /// Lines through `BufRead`, from a source that naps on its runtime's timer
 /// before every third read, the reads at its end included.
 fn io_buf_read_gives_every_line<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
     let text: String = (0..500)
         .map(|i| format!("line {i}: {}\n", "x".repeat(i % 40)))
         .collect();
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let obj = futures_lite::io::BufReader::with_capacity(
             100,
             Trickle::new(text.clone().into_bytes(), 333, naps::<R>(3)),
         );
-        let lines = ctx.run(&bridge, move |b| {
+        let lines = ctx.run(bridge, move |b| {
             b.io(obj)
                 .lines()
                 .collect::<io::Result<Vec<String>>>()
                 .unwrap()
         });
         assert_eq!(lines, text.lines().collect::<Vec<_>>(), "{ctx:?}");
-    }
+    });
 }
 
 /// A source at its end that, polled again, is pending once before it says
@@ -647,16 +633,15 @@ fn fill_buf_at_the_end_of_a_source_pending_on_a_second_poll() {
 }
 
 fn io_seeks_like_std_on_the_same_data<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
     let data = pattern(50_000, 7);
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let d = data.clone();
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut ours = b.io(futures_lite::io::Cursor::new(d.clone()));
             let mut std = io::Cursor::new(d);
             random_seeks(&mut ours, &mut std, 200, 8, &format!("{ctx:?}"));
         });
-    }
+    });
 }
 
 /// Random seeks, reads and writes on both, every answer compared.
@@ -720,11 +705,10 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> usize {
 }
 
 fn a_panicking_object_resumes_in_the_call_then_fails<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let mut obj = Trickle::new(pattern(1000, 8), 100, naps::<R>(2));
         obj.panic_at = Some(2);
-        ctx.run(&bridge, move |b| {
+        ctx.run(bridge, move |b| {
             let mut io = b.io(obj);
             let mut buf = [0; 100];
             assert_eq!(io.read(&mut buf).unwrap(), 100, "{ctx:?}");
@@ -742,7 +726,7 @@ fn a_panicking_object_resumes_in_the_call_then_fails<R: TestRuntime>() {
             );
             assert!(io.into_inner().is_err(), "{ctx:?}");
         });
-    }
+    });
 }
 
 per_runtime!(
@@ -759,8 +743,7 @@ per_runtime!(
 // ---------------------------------------------------------------------------
 
 fn a_channel_sink_receives_every_item_in_order<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         // The consumer forwards into an async program's channel, read by a
         // thread of its own.
         let (tx, rx) = async_channel::bounded::<u32>(7);
@@ -771,7 +754,7 @@ fn a_channel_sink_receives_every_item_in_order<R: TestRuntime>() {
             }
             got
         });
-        let forwarded = ctx.run(&bridge, move |b| {
+        let forwarded = ctx.run(bridge, move |b| {
             let sink = b.sink(5, move |mut items| async move {
                 let mut n = 0;
                 while let Some(v) = items.next().await {
@@ -794,16 +777,15 @@ fn a_channel_sink_receives_every_item_in_order<R: TestRuntime>() {
             (0..1000).collect::<Vec<_>>(),
             "{ctx:?}"
         );
-    }
+    });
 }
 
 fn a_futures_sink_is_fed_through_forward<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         let (tx, rx) = futures::channel::mpsc::channel::<String>(2);
         let reader =
             thread::spawn(move || futures::executor::block_on_stream(rx).collect::<Vec<_>>());
-        let done = ctx.run(&bridge, move |b| {
+        let done = ctx.run(bridge, move |b| {
             let sink = b.sink(3, move |items| async move {
                 R::sleep(ms(1)).await;
                 futures::StreamExt::forward(futures::StreamExt::map(items, Ok), tx).await
@@ -816,13 +798,12 @@ fn a_futures_sink_is_fed_through_forward<R: TestRuntime>() {
         assert!(done.is_ok(), "{ctx:?}: {done:?}");
         let want: Vec<String> = (0..300).map(|i| format!("item {i}")).collect();
         assert_eq!(reader.join().unwrap(), want, "{ctx:?}");
-    }
+    });
 }
 
 fn a_consumer_panic_resumes_in_close_and_send_gives_the_item_back<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
-        ctx.run(&bridge, move |b| {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
+        ctx.run(bridge, move |b| {
             let sink = b.sink(2, |mut items| async move {
                 for _ in 0..3 {
                     items.next().await;
@@ -848,7 +829,7 @@ fn a_consumer_panic_resumes_in_close_and_send_gives_the_item_back<R: TestRuntime
                 "{ctx:?}"
             );
         });
-    }
+    });
 }
 
 fn a_consumer_that_finishes_early_gives_items_back<R: TestRuntime>() {
@@ -928,14 +909,13 @@ fn the_sender_waits_while_the_consumer_is_capacity_behind<R: TestRuntime>() {
 /// early return as much as during a panic, cancels its consumer, which never
 /// sees its stream end (so it never commits half of what was meant).
 fn a_sink_dropped_without_close_cancels_its_consumer<R: TestRuntime>() {
-    let bridge = Bridge::new(R::make());
-    for ctx in Ctx::all() {
+    each_ctx(&Bridge::new(R::make()), |ctx, bridge| {
         for panics in [false, true] {
             let (open, gate) = async_channel::bounded::<()>(1);
             let (guard, dropped) = DropFlag::new();
             let finished = Arc::new(AtomicBool::new(false));
             let f = finished.clone();
-            let outcome = ctx.run(&bridge, move |b| {
+            let outcome = ctx.run(bridge, move |b| {
                 catch_unwind(AssertUnwindSafe(move || -> Result<(), &'static str> {
                     let sink = b.sink(64, move |mut items| async move {
                         let _guard = guard;
@@ -955,7 +935,9 @@ fn a_sink_dropped_without_close_cancels_its_consumer<R: TestRuntime>() {
             let case = format!("{ctx:?}, {}", if panics { "panic" } else { "early return" });
             match outcome {
                 Ok(Err(_)) if !panics => {}
-                Err(p) if panics => assert_eq!(p.downcast_ref::<Payload>(), Some(&Payload(3))),
+                Err(p) if panics => {
+                    assert_eq!(p.downcast_ref::<Payload>(), Some(&Payload(3)), "{case}")
+                }
                 other => panic!("{case}: {:?}", other.map_err(|_| "a panic")),
             }
             assert!(
@@ -969,7 +951,7 @@ fn a_sink_dropped_without_close_cancels_its_consumer<R: TestRuntime>() {
                 "{case}: the consumer saw its stream end after an abort"
             );
         }
-    }
+    });
 }
 
 per_runtime!(
@@ -1126,6 +1108,39 @@ impl Drop for ByteServer {
     }
 }
 
+/// A writer over a socket to a [`ByteServer`], opened by `connect` inside
+/// each calling context: the server gets every byte of `len` written in
+/// varied pieces (a pattern from `seed`), then an end of file.
+fn a_writer_over_tcp_delivers_every_byte<R, W>(
+    bridge: &Bridge<R>,
+    len: usize,
+    seed: u64,
+    connect: impl Fn(&Bridge<R>, SocketAddr) -> W + Copy + Send + 'static,
+) where
+    R: Runtime,
+    W: AsyncWrite + Send + 'static,
+{
+    let server = ByteServer::start(None);
+    each_ctx(bridge, |ctx, bridge| {
+        let data = pattern(len, seed);
+        let (d, addr) = (data.clone(), server.addr);
+        ctx.run(bridge, move |b| {
+            let stream = connect(&b, addr);
+            let mut out = b.writer(move || stream);
+            write_varied(&mut out, &d).unwrap();
+            out.close().unwrap();
+        });
+        let got = server.next();
+        assert!(got.eof, "{ctx:?}");
+        assert!(
+            got.bytes == data,
+            "{ctx:?}: {} of {} bytes",
+            got.bytes.len(),
+            data.len()
+        );
+    });
+}
+
 /// A temporary file path, removed on drop.
 struct TempPath(std::path::PathBuf);
 
@@ -1165,26 +1180,9 @@ mod tokio_parts {
     #[test]
     fn a_writer_over_a_tokio_tcp_stream_delivers_every_byte() {
         watchdog(LIMIT, || {
-            let server = ByteServer::start(None);
-            let bridge = bridge();
-            for ctx in Ctx::all() {
-                let data = pattern(MIB + 3, 10);
-                let (d, addr) = (data.clone(), server.addr);
-                ctx.run(&bridge, move |b| {
-                    let stream = connect(&b, addr);
-                    let mut out = b.writer(move || stream.compat_write());
-                    write_varied(&mut out, &d).unwrap();
-                    out.close().unwrap();
-                });
-                let got = server.next();
-                assert!(got.eof, "{ctx:?}");
-                assert!(
-                    got.bytes == data,
-                    "{ctx:?}: {} of {} bytes",
-                    got.bytes.len(),
-                    data.len()
-                );
-            }
+            a_writer_over_tcp_delivers_every_byte(&bridge(), MIB + 3, 10, |b, addr| {
+                connect(b, addr).compat_write()
+            })
         });
     }
 
@@ -1408,28 +1406,11 @@ const MIB: usize = 1024 * KIB;
 #[test]
 fn a_writer_over_a_smol_async_tcp_stream_delivers_every_byte() {
     watchdog(LIMIT, || {
-        let server = ByteServer::start(None);
         let bridge = Bridge::new(executor_bridge::Smol);
-        for ctx in Ctx::all() {
-            let data = pattern(MIB + 5, 20);
-            let (d, addr) = (data.clone(), server.addr);
-            ctx.run(&bridge, move |b| {
-                let stream = b
-                    .run(move || smol::Async::<std::net::TcpStream>::connect(addr))
-                    .unwrap();
-                let mut out = b.writer(move || stream);
-                write_varied(&mut out, &d).unwrap();
-                out.close().unwrap();
-            });
-            let got = server.next();
-            assert!(got.eof, "{ctx:?}");
-            assert!(
-                got.bytes == data,
-                "{ctx:?}: {} of {} bytes",
-                got.bytes.len(),
-                data.len()
-            );
-        }
+        a_writer_over_tcp_delivers_every_byte(&bridge, MIB + 5, 20, |b, addr| {
+            b.run(move || smol::Async::<std::net::TcpStream>::connect(addr))
+                .unwrap()
+        })
     });
 }
 

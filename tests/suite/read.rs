@@ -17,11 +17,12 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use executor_bridge::{BlockingIter, BlockingReader, Bridge, Pollster, Runtime};
+use executor_bridge::{BlockingReader, Bridge, Pollster};
 use futures_lite::{stream, AsyncRead, Stream, StreamExt};
 
 use crate::common::{
-    eventually, is_set, message, per_runtime, watchdog, Ctx, DropFlag, Payload, TestRuntime, LIMIT,
+    eventually, in_case, is_set, message, per_runtime, watchdog, Ctx, DropFlag, Payload,
+    TestRuntime, Way, LIMIT,
 };
 
 // ---------------------------------------------------------------------------
@@ -33,27 +34,16 @@ const CHUNK: usize = 16 * 1024;
 const CHUNKS_AHEAD: usize = 8;
 
 /// `iter_direct` or `iter` under `into_reader`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Way {
-    Direct,
-    Iter,
-}
+const WAYS: [Way; 2] = [Way::Direct, Way::Iter(0)];
 
-const WAYS: [Way; 2] = [Way::Direct, Way::Iter];
-
-impl Way {
-    fn open<R, M, S>(self, b: &Bridge<R>, make: M) -> BlockingIter<S::Item>
-    where
-        R: Runtime,
-        M: FnOnce() -> S + Send + 'static,
-        S: Stream + Send + 'static,
-        S::Item: Send + 'static,
-    {
-        match self {
-            Way::Direct => b.iter_direct(make),
-            Way::Iter => b.iter(make),
+/// Runs `case` under the watchdog once per way, on `b`, a failure naming
+/// the way.
+fn each_way(b: Bridge<Pollster>, mut case: impl FnMut(Way, &Bridge<Pollster>) + Send + 'static) {
+    watchdog(LIMIT, move || {
+        for way in WAYS {
+            in_case(&format!("{way:?}"), || case(way, &b));
         }
-    }
+    });
 }
 
 /// `n` numbered lines, 34 bytes each.
@@ -237,141 +227,138 @@ fn chunks() -> impl Stream<Item = io::Result<&'static str>> + Send {
 
 #[test]
 fn chunks_read_as_one_byte_stream() {
-    watchdog(LIMIT, || {
-        let b = Bridge::new(Pollster);
-        for way in WAYS {
-            let lines: Vec<String> = way
-                .open(&b, chunks)
-                .into_reader()
-                .lines()
-                .collect::<io::Result<_>>()
-                .unwrap();
-            assert_eq!(lines, ["abc", "def", "last line, no newline"], "{way:?}");
+    each_way(Bridge::new(Pollster), |way, b| {
+        let lines: Vec<String> = way
+            .open(b, chunks)
+            .into_reader()
+            .lines()
+            .collect::<io::Result<_>>()
+            .unwrap();
+        assert_eq!(lines, ["abc", "def", "last line, no newline"], "{way:?}");
 
-            let mut all = Vec::new();
-            let n = way
-                .open(&b, chunks)
-                .into_reader()
-                .read_to_end(&mut all)
-                .unwrap();
-            assert_eq!((n, &all[..]), (ALL.len(), ALL), "{way:?}");
+        let mut all = Vec::new();
+        let n = way
+            .open(b, chunks)
+            .into_reader()
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!((n, &all[..]), (ALL.len(), ALL), "{way:?}");
 
-            for piece in [1, 2, 3, 7, 1000] {
-                let bytes = read_in_pieces(&mut way.open(&b, chunks).into_reader(), piece).unwrap();
-                assert_eq!(bytes, ALL, "{way:?}, pieces of {piece}");
-            }
+        for piece in [1, 2, 3, 7, 1000] {
+            let bytes = read_in_pieces(&mut way.open(b, chunks).into_reader(), piece).unwrap();
+            assert_eq!(bytes, ALL, "{way:?}, pieces of {piece}");
         }
     });
 }
 
 #[test]
 fn read_exact_fill_buf_and_consume_cross_chunks() {
-    watchdog(LIMIT, || {
-        let b = Bridge::new(Pollster);
-        for way in WAYS {
-            let mut reader = way.open(&b, chunks).into_reader();
-            // A partial read gives a prefix of the bytes.
-            let mut buf = [0; 16];
-            let n = reader.read(&mut buf).unwrap();
-            assert!(n >= 1 && ALL.starts_with(&buf[..n]), "{way:?}: {n}");
-            let mut offset = n;
-            // read_exact spans chunks.
-            let mut five = [0; 5];
-            reader.read_exact(&mut five).unwrap();
-            assert_eq!(&five, &ALL[offset..offset + 5], "{way:?}");
-            offset += 5;
-            // fill_buf shows what comes next, consume takes part of it.
-            let shown = reader.fill_buf().unwrap().to_vec();
-            assert!(
-                !shown.is_empty() && ALL[offset..].starts_with(&shown),
-                "{way:?}: {shown:?}"
-            );
-            assert_eq!(reader.fill_buf().unwrap(), shown, "{way:?}: fill_buf twice");
-            reader.consume(1);
-            offset += 1;
-            let shown = reader.fill_buf().unwrap().to_vec();
-            assert!(ALL[offset..].starts_with(&shown), "{way:?}");
-            reader.consume(0);
-            let mut rest = Vec::new();
-            reader.read_to_end(&mut rest).unwrap();
-            assert_eq!(rest, &ALL[offset..], "{way:?}");
-            // The end, for good.
-            assert_eq!(reader.read(&mut buf).unwrap(), 0, "{way:?}");
-            assert_eq!(reader.read(&mut buf).unwrap(), 0, "{way:?}");
-            assert!(reader.fill_buf().unwrap().is_empty(), "{way:?}");
-            // read_exact past the end is UnexpectedEof.
-            let mut reader = way.open(&b, chunks).into_reader();
-            let mut too_many = vec![0; ALL.len() + 1];
-            let err = reader.read_exact(&mut too_many).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{way:?}");
-        }
+    each_way(Bridge::new(Pollster), |way, b| {
+        let mut reader = way.open(b, chunks).into_reader();
+        // A partial read gives a prefix of the bytes.
+        let mut buf = [0; 16];
+        let n = reader.read(&mut buf).unwrap();
+        assert!(n >= 1 && ALL.starts_with(&buf[..n]), "{way:?}: {n}");
+        let mut offset = n;
+        // read_exact spans chunks.
+        let mut five = [0; 5];
+        reader.read_exact(&mut five).unwrap();
+        assert_eq!(&five, &ALL[offset..offset + 5], "{way:?}");
+        offset += 5;
+        // fill_buf shows what comes next, consume takes part of it.
+        let shown = reader.fill_buf().unwrap().to_vec();
+        assert!(
+            !shown.is_empty() && ALL[offset..].starts_with(&shown),
+            "{way:?}: {shown:?}"
+        );
+        assert_eq!(reader.fill_buf().unwrap(), shown, "{way:?}: fill_buf twice");
+        reader.consume(1);
+        offset += 1;
+        let shown = reader.fill_buf().unwrap().to_vec();
+        assert!(ALL[offset..].starts_with(&shown), "{way:?}");
+        reader.consume(0);
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, &ALL[offset..], "{way:?}");
+        // The end, for good.
+        assert_eq!(reader.read(&mut buf).unwrap(), 0, "{way:?}");
+        assert_eq!(reader.read(&mut buf).unwrap(), 0, "{way:?}");
+        assert!(reader.fill_buf().unwrap().is_empty(), "{way:?}");
+        // read_exact past the end is UnexpectedEof.
+        let mut reader = way.open(b, chunks).into_reader();
+        let mut too_many = vec![0; ALL.len() + 1];
+        let err = reader.read_exact(&mut too_many).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{way:?}");
     });
+}
+
+/// All that the iterator made `way` over `chunks` reads, as text.
+fn read_string<C: AsRef<[u8]> + Send + 'static>(
+    way: Way,
+    b: &Bridge<Pollster>,
+    chunks: Vec<io::Result<C>>,
+) -> String {
+    let mut s = String::new();
+    way.open(b, move || stream::iter(chunks))
+        .into_reader()
+        .read_to_string(&mut s)
+        .unwrap();
+    s
 }
 
 #[test]
 fn every_chunk_type_reads() {
-    watchdog(LIMIT, || {
-        let b = Bridge::new(Pollster);
-        for way in WAYS {
-            let v: Vec<io::Result<Vec<u8>>> =
-                vec![Ok(b"x".to_vec()), Ok(Vec::new()), Ok(b"y".to_vec())];
-            let mut s = String::new();
-            way.open(&b, move || stream::iter(v))
-                .into_reader()
-                .read_to_string(&mut s)
-                .unwrap();
-            assert_eq!(s, "xy", "{way:?}");
-
-            let mut s = String::new();
-            way.open(&b, || {
-                stream::iter([Ok::<_, io::Error>(String::from("é")), Ok("!".into())])
-            })
-            .into_reader()
-            .read_to_string(&mut s)
-            .unwrap();
-            assert_eq!(s, "é!", "{way:?}");
-
-            let mut s = String::new();
-            way.open(&b, || {
-                stream::iter([Ok::<_, io::Error>(&b"sl"[..]), Ok(&b"ice"[..])])
-            })
-            .into_reader()
-            .read_to_string(&mut s)
-            .unwrap();
-            assert_eq!(s, "slice", "{way:?}");
-
-            let mut s = String::new();
-            way.open(&b, || {
-                stream::iter([Ok::<_, io::Error>(Box::<[u8]>::from(&b"box"[..]))])
-            })
-            .into_reader()
-            .read_to_string(&mut s)
-            .unwrap();
-            assert_eq!(s, "box", "{way:?}");
-
-            let mut empty = way
-                .open(&b, stream::empty::<io::Result<&'static [u8]>>)
-                .into_reader();
-            assert_eq!(empty.read(&mut [0; 8]).unwrap(), 0, "{way:?}");
-            let mut only_empty = way
-                .open(&b, || {
-                    stream::iter([Ok::<_, io::Error>(""), Ok(""), Ok("")])
-                })
-                .into_reader();
-            assert_eq!(only_empty.read(&mut [0; 8]).unwrap(), 0, "{way:?}");
+    each_way(Bridge::new(Pollster), |way, b| {
+        let cases = [
+            (
+                read_string(
+                    way,
+                    b,
+                    vec![Ok(b"x".to_vec()), Ok(Vec::new()), Ok(b"y".to_vec())],
+                ),
+                "xy",
+                "Vec<u8>",
+            ),
+            (
+                read_string(way, b, vec![Ok(String::from("é")), Ok("!".into())]),
+                "é!",
+                "String",
+            ),
+            (
+                read_string(way, b, vec![Ok(&b"sl"[..]), Ok(&b"ice"[..])]),
+                "slice",
+                "&[u8]",
+            ),
+            (
+                read_string(way, b, vec![Ok(Box::<[u8]>::from(&b"box"[..]))]),
+                "box",
+                "Box<[u8]>",
+            ),
+        ];
+        for (got, want, chunk) in cases {
+            assert_eq!(got, want, "{way:?}: {chunk} chunks");
         }
+
+        let mut empty = way
+            .open(b, stream::empty::<io::Result<&'static [u8]>>)
+            .into_reader();
+        assert_eq!(empty.read(&mut [0; 8]).unwrap(), 0, "{way:?}");
+        let mut only_empty = way
+            .open(b, || stream::iter([Ok::<_, io::Error>(""), Ok(""), Ok("")]))
+            .into_reader();
+        assert_eq!(only_empty.read(&mut [0; 8]).unwrap(), 0, "{way:?}");
     });
 }
 
 #[test]
 fn twenty_thousand_small_chunks_arrive_intact() {
-    watchdog(LIMIT, || {
-        let b = Bridge::builder(Pollster).stream_capacity(64).build();
-        for way in WAYS {
+    each_way(
+        Bridge::builder(Pollster).stream_capacity(64).build(),
+        |way, b| {
             let expected = text(20_000);
             let lines: Vec<String> = expected.lines().map(|l| format!("{l}\n")).collect();
             let reader = way
-                .open(&b, move || stream::iter(lines).map(Ok::<_, io::Error>))
+                .open(b, move || stream::iter(lines).map(Ok::<_, io::Error>))
                 .into_reader();
             let mut n = 0;
             for (i, line) in reader.lines().enumerate() {
@@ -386,13 +373,13 @@ fn twenty_thousand_small_chunks_arrive_intact() {
             // And in reads that span many chunks.
             let lines: Vec<String> = expected.lines().map(|l| format!("{l}\n")).collect();
             let mut all = String::new();
-            way.open(&b, move || stream::iter(lines).map(Ok::<_, io::Error>))
+            way.open(b, move || stream::iter(lines).map(Ok::<_, io::Error>))
                 .into_reader()
                 .read_to_string(&mut all)
                 .unwrap();
             assert_eq!(all, expected, "{way:?}");
-        }
-    });
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -403,65 +390,62 @@ fn twenty_thousand_small_chunks_arrive_intact() {
 /// after every byte before it.
 #[test]
 fn an_io_error_arrives_as_it_is_after_the_bytes_before_it() {
-    watchdog(LIMIT, || {
-        let b = Bridge::new(Pollster);
-        for way in WAYS {
-            let mut reader = way
-                .open(&b, || {
-                    stream::iter(vec![
-                        Ok(b"hello ".to_vec()),
-                        Ok(b"world".to_vec()),
-                        Err(io::Error::new(io::ErrorKind::ConnectionReset, "boom")),
-                    ])
-                })
-                .into_reader();
-            let mut got = Vec::new();
-            let err = reader.read_to_end(&mut got).unwrap_err();
-            assert_eq!(
-                got, b"hello world",
-                "{way:?}: bytes before the error are kept"
-            );
-            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{way:?}");
-            assert_eq!(err.to_string(), "boom", "{way:?}");
-            // The source ended after its error: so does the reader.
-            assert_eq!(reader.read(&mut [0; 4]).unwrap(), 0, "{way:?}");
+    each_way(Bridge::new(Pollster), |way, b| {
+        let mut reader = way
+            .open(b, || {
+                stream::iter(vec![
+                    Ok(b"hello ".to_vec()),
+                    Ok(b"world".to_vec()),
+                    Err(io::Error::new(io::ErrorKind::ConnectionReset, "boom")),
+                ])
+            })
+            .into_reader();
+        let mut got = Vec::new();
+        let err = reader.read_to_end(&mut got).unwrap_err();
+        assert_eq!(
+            got, b"hello world",
+            "{way:?}: bytes before the error are kept"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{way:?}");
+        assert_eq!(err.to_string(), "boom", "{way:?}");
+        // The source ended after its error: so does the reader.
+        assert_eq!(reader.read(&mut [0; 4]).unwrap(), 0, "{way:?}");
 
-            // An io::Error wrapping a custom error keeps that error inside.
-            let mut reader = way
-                .open(&b, || {
-                    stream::iter([
-                        Ok("partial"),
-                        Err(io::Error::new(
-                            io::ErrorKind::PermissionDenied,
-                            UpstreamGone("x"),
-                        )),
-                    ])
-                })
-                .into_reader();
-            let mut s = String::new();
-            let err = reader.read_to_string(&mut s).unwrap_err();
-            assert_eq!(s, "partial", "{way:?}");
-            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{way:?}");
-            let inner = err.into_inner().expect("the inner error");
-            assert_eq!(
-                inner.downcast_ref::<UpstreamGone>(),
-                Some(&UpstreamGone("x")),
-                "{way:?}"
-            );
+        // An io::Error wrapping a custom error keeps that error inside.
+        let mut reader = way
+            .open(b, || {
+                stream::iter([
+                    Ok("partial"),
+                    Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        UpstreamGone("x"),
+                    )),
+                ])
+            })
+            .into_reader();
+        let mut s = String::new();
+        let err = reader.read_to_string(&mut s).unwrap_err();
+        assert_eq!(s, "partial", "{way:?}");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{way:?}");
+        let inner = err.into_inner().expect("the inner error");
+        assert_eq!(
+            inner.downcast_ref::<UpstreamGone>(),
+            Some(&UpstreamGone("x")),
+            "{way:?}"
+        );
 
-            // A user's `Into<io::Error>`, applied with map_err.
-            let mut reader = way
-                .open(&b, || {
-                    stream::iter([Ok("partial"), Err(UpstreamGone("went away"))])
-                        .map(|r| r.map_err(io::Error::from))
-                })
-                .into_reader();
-            let mut buf = [0; 64];
-            let n = reader.read(&mut buf).unwrap();
-            assert_eq!(&buf[..n], b"partial", "{way:?}");
-            let err = reader.read(&mut buf).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted, "{way:?}");
-        }
+        // A user's `Into<io::Error>`, applied with map_err.
+        let mut reader = way
+            .open(b, || {
+                stream::iter([Ok("partial"), Err(UpstreamGone("went away"))])
+                    .map(|r| r.map_err(io::Error::from))
+            })
+            .into_reader();
+        let mut buf = [0; 64];
+        let n = reader.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"partial", "{way:?}");
+        let err = reader.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted, "{way:?}");
     });
 }
 
@@ -469,66 +453,63 @@ fn an_io_error_arrives_as_it_is_after_the_bytes_before_it() {
 /// `ErrorKind::Other`, the error itself inside.
 #[test]
 fn a_non_io_error_arrives_as_other_with_the_error_inside() {
-    watchdog(LIMIT, || {
-        let b = Bridge::new(Pollster);
-        for way in WAYS {
-            let mut reader = way
-                .open(&b, || {
-                    stream::iter([Ok("partial"), Err(UpstreamGone("went away"))])
-                })
-                .into_reader();
-            let mut s = String::new();
-            let err = reader.read_to_string(&mut s).unwrap_err();
-            assert_eq!(s, "partial", "{way:?}");
-            assert_eq!(err.kind(), io::ErrorKind::Other, "{way:?}");
-            assert_eq!(err.to_string(), "upstream gone: went away", "{way:?}");
-            assert_eq!(
-                err.get_ref().and_then(|e| e.downcast_ref::<UpstreamGone>()),
-                Some(&UpstreamGone("went away")),
-                "{way:?}: {err:?}"
-            );
+    each_way(Bridge::new(Pollster), |way, b| {
+        let mut reader = way
+            .open(b, || {
+                stream::iter([Ok("partial"), Err(UpstreamGone("went away"))])
+            })
+            .into_reader();
+        let mut s = String::new();
+        let err = reader.read_to_string(&mut s).unwrap_err();
+        assert_eq!(s, "partial", "{way:?}");
+        assert_eq!(err.kind(), io::ErrorKind::Other, "{way:?}");
+        assert_eq!(err.to_string(), "upstream gone: went away", "{way:?}");
+        assert_eq!(
+            err.get_ref().and_then(|e| e.downcast_ref::<UpstreamGone>()),
+            Some(&UpstreamGone("went away")),
+            "{way:?}: {err:?}"
+        );
 
-            // A message as the error.
-            let mut reader = way
-                .open(&b, || stream::iter([Ok("ab"), Err("no more")]))
-                .into_reader();
-            let mut s = String::new();
-            let err = reader.read_to_string(&mut s).unwrap_err();
-            assert_eq!(
-                (s.as_str(), err.kind(), err.to_string()),
-                ("ab", io::ErrorKind::Other, "no more".into())
-            );
+        // A message as the error.
+        let mut reader = way
+            .open(b, || stream::iter([Ok("ab"), Err("no more")]))
+            .into_reader();
+        let mut s = String::new();
+        let err = reader.read_to_string(&mut s).unwrap_err();
+        assert_eq!(
+            (s.as_str(), err.kind(), err.to_string()),
+            ("ab", io::ErrorKind::Other, "no more".into())
+        );
 
-            // The bridge's own error: inside as it is; `io::Error::from` it for
-            // its kind.
-            let timeout = b
-                .run_timeout(Duration::from_millis(1), std::future::pending::<()>)
-                .unwrap_err();
-            let timeout2 = b
-                .run_timeout(Duration::from_millis(1), std::future::pending::<()>)
-                .unwrap_err();
-            let mut reader = way
-                .open(&b, move || stream::iter([Ok("ab"), Err(timeout)]))
-                .into_reader();
-            let mut s = String::new();
-            let err = reader.read_to_string(&mut s).unwrap_err();
-            assert_eq!(s, "ab");
-            assert_eq!(err.kind(), io::ErrorKind::Other, "{way:?}");
-            let inner = err
-                .get_ref()
-                .and_then(|e| e.downcast_ref::<executor_bridge::Error>());
-            assert!(
-                inner.is_some_and(executor_bridge::Error::is_timeout),
-                "{way:?}: {err:?}"
-            );
-            let mut reader = way
-                .open(&b, move || {
-                    stream::iter([Ok("ab"), Err(io::Error::from(timeout2))])
-                })
-                .into_reader();
-            let err = reader.read_to_end(&mut Vec::new()).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{way:?}");
-        }
+        // The bridge's own error: inside as it is; `io::Error::from` it for
+        // its kind.
+        let timeout = b
+            .run_timeout(Duration::from_millis(1), std::future::pending::<()>)
+            .unwrap_err();
+        let timeout2 = b
+            .run_timeout(Duration::from_millis(1), std::future::pending::<()>)
+            .unwrap_err();
+        let mut reader = way
+            .open(b, move || stream::iter([Ok("ab"), Err(timeout)]))
+            .into_reader();
+        let mut s = String::new();
+        let err = reader.read_to_string(&mut s).unwrap_err();
+        assert_eq!(s, "ab");
+        assert_eq!(err.kind(), io::ErrorKind::Other, "{way:?}");
+        let inner = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<executor_bridge::Error>());
+        assert!(
+            inner.is_some_and(executor_bridge::Error::is_timeout),
+            "{way:?}: {err:?}"
+        );
+        let mut reader = way
+            .open(b, move || {
+                stream::iter([Ok("ab"), Err(io::Error::from(timeout2))])
+            })
+            .into_reader();
+        let err = reader.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{way:?}");
     });
 }
 
@@ -1009,6 +990,76 @@ fn gated_server(
     (addr, go, server)
 }
 
+/// A reader over a TCP connection to a [`gated_server`], once it has read
+/// the server's first line; the server's go-ahead and its thread.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+type OverTcp = (
+    BlockingReader<Vec<u8>>,
+    std::sync::mpsc::Sender<()>,
+    thread::JoinHandle<(bool, bool)>,
+);
+
+/// The [`OverTcp`] of a [`gated_server`] sending `first` (a line), then
+/// `rest`; `connect` makes the reader's factory for the server's address.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+fn first_line_over_tcp<R, M, A>(
+    b: &Bridge<R>,
+    first: &'static str,
+    rest: &'static str,
+    connect: impl FnOnce(std::net::SocketAddr) -> M,
+) -> OverTcp
+where
+    R: executor_bridge::Runtime,
+    M: FnOnce() -> A + Send + 'static,
+    A: AsyncRead + 'static,
+{
+    let (addr, go, server) = gated_server(first, rest);
+    let mut reader = b.reader(connect(addr));
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, first, "the first line");
+    (reader, go, server)
+}
+
+/// Over TCP (`open` gives the [`OverTcp`] of a server sending its two
+/// arguments), the first line is readable while the server holds the rest
+/// back, the rest comes after (a line, then the last bytes, no newline), and
+/// the socket is closed once the reader is dropped.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+fn a_tcp_stream_is_read_live(open: impl FnOnce(&'static str, &'static str) -> OverTcp) {
+    let (mut reader, go, server) = open("first line\n", "second line\nthird");
+    go.send(()).unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "second line\n");
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "third");
+    drop(reader);
+    let (timed_out, closed) = server.join().unwrap();
+    assert!(!timed_out, "the first line was held back");
+    assert!(
+        closed,
+        "the socket was not closed when the reader was dropped"
+    );
+}
+
+/// Over TCP (`open` as above), a reader dropped mid-stream, while its source
+/// waits on the open socket, closes the socket.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+fn dropping_a_tcp_reader_mid_stream_closes_the_socket(
+    open: impl FnOnce(&'static str, &'static str) -> OverTcp,
+) {
+    let (reader, go, server) = open("hello\n", "");
+    drop(reader); // while the source waits on the open socket
+    go.send(()).unwrap();
+    let (_, closed) = server.join().unwrap();
+    assert!(
+        closed,
+        "the socket was not closed when the reader was dropped"
+    );
+}
+
 #[cfg(feature = "tokio")]
 mod tokio_sources {
     use std::convert::Infallible;
@@ -1092,43 +1143,18 @@ mod tokio_sources {
     #[test]
     fn a_tokio_tcp_stream_is_read_live() {
         watchdog(LIMIT, || {
-            let (addr, go, server) = gated_server("first line\n", "second line\nthird");
-            let b = bridge();
-            let mut reader = b.reader(tokio_connect(addr));
-            // The first line is readable while the server holds the rest back.
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert_eq!(line, "first line\n");
-            go.send(()).unwrap();
-            let mut rest = String::new();
-            reader.read_to_string(&mut rest).unwrap();
-            assert_eq!(rest, "second line\nthird");
-            drop(reader);
-            let (timed_out, closed) = server.join().unwrap();
-            assert!(!timed_out, "the first line was held back");
-            assert!(
-                closed,
-                "the socket was not closed when the reader was dropped"
-            );
+            a_tcp_stream_is_read_live(|first, rest| {
+                first_line_over_tcp(&bridge(), first, rest, tokio_connect)
+            })
         });
     }
 
     #[test]
     fn dropping_a_tokio_tcp_reader_mid_stream_closes_the_socket() {
         watchdog(LIMIT, || {
-            let (addr, go, server) = gated_server("hello\n", "");
-            let b = bridge();
-            let mut reader = b.reader(tokio_connect(addr));
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert_eq!(line, "hello\n");
-            drop(reader); // while the source waits on the open socket
-            go.send(()).unwrap();
-            let (_, closed) = server.join().unwrap();
-            assert!(
-                closed,
-                "the socket was not closed when the reader was dropped"
-            );
+            dropping_a_tcp_reader_mid_stream_closes_the_socket(|first, rest| {
+                first_line_over_tcp(&bridge(), first, rest, tokio_connect)
+            })
         });
     }
 
@@ -1390,42 +1416,27 @@ mod smol_sources {
         });
     }
 
+    /// The factory of a smol reader over a connection to `addr`, made here.
+    fn smol_connect(addr: std::net::SocketAddr) -> impl FnOnce() -> smol::net::TcpStream {
+        let std = std::net::TcpStream::connect(addr).unwrap();
+        move || smol::net::TcpStream::try_from(std).unwrap()
+    }
+
     #[test]
     fn a_smol_tcp_stream_is_read_live() {
         watchdog(LIMIT, || {
-            let (addr, go, server) = gated_server("first line\n", "second line\n");
-            let b = Bridge::new(Smol);
-            let std = std::net::TcpStream::connect(addr).unwrap();
-            let mut reader = b.reader(move || smol::net::TcpStream::try_from(std).unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert_eq!(line, "first line\n");
-            go.send(()).unwrap();
-            let rest: Vec<String> = reader.lines().collect::<io::Result<_>>().unwrap();
-            assert_eq!(rest, ["second line"]);
-            let (timed_out, closed) = server.join().unwrap();
-            assert!(!timed_out, "the first line was held back");
-            assert!(closed);
+            a_tcp_stream_is_read_live(|first, rest| {
+                first_line_over_tcp(&Bridge::new(Smol), first, rest, smol_connect)
+            })
         });
     }
 
     #[test]
     fn dropping_a_smol_tcp_reader_mid_stream_closes_the_socket() {
         watchdog(LIMIT, || {
-            let (addr, go, server) = gated_server("hello\n", "");
-            let b = Bridge::new(Smol);
-            let std = std::net::TcpStream::connect(addr).unwrap();
-            let mut reader = b.reader(move || smol::net::TcpStream::try_from(std).unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert_eq!(line, "hello\n");
-            drop(reader); // while the source waits on the open socket
-            go.send(()).unwrap();
-            let (_, closed) = server.join().unwrap();
-            assert!(
-                closed,
-                "the socket was not closed when the reader was dropped"
-            );
+            dropping_a_tcp_reader_mid_stream_closes_the_socket(|first, rest| {
+                first_line_over_tcp(&Bridge::new(Smol), first, rest, smol_connect)
+            })
         });
     }
 }

@@ -24,7 +24,7 @@ use crate::common::{
     eventually, is_set, message, per_runtime, threads_named, watchdog, DropFlag, Payload,
 };
 use crate::common::{TestRuntime, LIMIT};
-use crate::contexts::{fail, from_each, ms, Place, Sleep};
+use crate::contexts::{fail, from_each, from_every_place, ms, Place, Sleep};
 
 // ===== Runtimes of this module =====
 
@@ -118,13 +118,7 @@ fn check_outputs<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn outputs<R: TestRuntime>() {
-    from_each(
-        "outputs",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_outputs::<R>,
-    );
+    from_every_place("outputs", check_outputs::<R>);
 }
 
 /// A `!Send` future and an output both built in the factory, where the
@@ -153,13 +147,7 @@ fn check_not_send<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn not_send_futures<R: TestRuntime>() {
-    from_each(
-        "!Send",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_not_send::<R>,
-    );
+    from_every_place("!Send", check_not_send::<R>);
 }
 
 /// Arrives, then waits on the runtime's timer until `n` have arrived: `n` of
@@ -197,13 +185,7 @@ fn check_concurrent<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn concurrency_inside_one_call<R: TestRuntime>() {
-    from_each(
-        "concurrency",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_concurrent::<R>,
-    );
+    from_every_place("concurrency", check_concurrent::<R>);
 }
 
 per_runtime!(outputs, not_send_futures, concurrency_inside_one_call);
@@ -348,13 +330,7 @@ fn check_panics<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn panics_keep_their_payload<R: TestRuntime>() {
-    from_each(
-        "panics",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_panics::<R>,
-    );
+    from_every_place("panics", check_panics::<R>);
 }
 
 /// Panicking calls that hop do not cost a loop thread each: the thread that
@@ -558,13 +534,7 @@ fn check_deadline<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn run_timeout_returns_at_its_deadline<R: TestRuntime>() {
-    from_each(
-        "deadline",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_deadline::<R>,
-    );
+    from_every_place("deadline", check_deadline::<R>);
 }
 
 /// Near the deadline, some calls complete and some time out; an output the
@@ -716,13 +686,7 @@ fn check_blocking_futures<R: Runtime>(b: &Bridge<R>, _sleep: Sleep) {
 }
 
 fn run_timeout_returns_whatever_the_future_does<R: TestRuntime>() {
-    from_each(
-        "blocking",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_blocking_futures::<R>,
-    );
+    from_every_place("blocking", check_blocking_futures::<R>);
 }
 
 /// `Duration::MAX` never comes; `Duration::ZERO` (and one nanosecond) comes
@@ -762,13 +726,7 @@ fn check_extreme_timeouts<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn run_timeout_extreme_timeouts<R: TestRuntime>() {
-    from_each(
-        "extreme timeouts",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_extreme_timeouts::<R>,
-    );
+    from_every_place("extreme timeouts", check_extreme_timeouts::<R>);
 }
 
 per_runtime!(
@@ -818,13 +776,7 @@ fn check_borrows<R: Runtime>(b: &Bridge<R>, sleep: Sleep) {
 }
 
 fn run_scoped_borrows<R: TestRuntime>() {
-    from_each(
-        "run_scoped",
-        &Bridge::new(R::make()),
-        &Place::all(),
-        R::sleep,
-        check_borrows::<R>,
-    );
+    from_every_place("run_scoped", check_borrows::<R>);
 }
 
 per_runtime!(run_scoped_borrows);
@@ -1247,19 +1199,19 @@ fn a_process_wide_bridge_in_a_static() {
 fn a_process_wide_tokio_bridge_in_a_static() {
     use std::sync::LazyLock;
     static BRIDGE: LazyLock<Bridge<executor_bridge::Tokio>> = LazyLock::new(Bridge::default);
-    let out = watchdog(LIMIT, || {
-        let listener =
-            BRIDGE.run(|| async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() });
-        let addr = listener.local_addr().unwrap();
-        let client = read_all_from(addr);
-        BRIDGE.run(move || async move {
-            use tokio::io::AsyncWriteExt;
-            let (mut conn, _) = listener.accept().await.unwrap();
-            conn.write_all(b"from the static").await.unwrap();
-        });
-        client.join().unwrap()
+    watchdog(LIMIT, || {
+        a_listener_accepts_in_the_next_call(
+            &BRIDGE,
+            "from the static",
+            || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() },
+            |listener| listener.local_addr().unwrap(),
+            |listener, text| async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut conn, _) = listener.accept().await.unwrap();
+                conn.write_all(text).await.unwrap();
+            },
+        )
     });
-    assert_eq!(out, "from the static");
 }
 
 /// Connects to `addr` from a fresh thread, which reads until the peer closes.
@@ -1274,52 +1226,92 @@ fn read_all_from(addr: std::net::SocketAddr) -> thread::JoinHandle<String> {
     })
 }
 
-/// A listener bound in one call accepts in the next: the runtime's reactor
-/// outlives a call.
+/// A listener of the runtime's own, bound in one call, accepts in the next:
+/// the runtime's reactor outlives a call. `bind` binds it on 127.0.0.1:0,
+/// `addr` says where, `serve` accepts one connection and writes `text` into
+/// it; a plain thread reads all of it.
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+fn a_listener_accepts_in_the_next_call<R, L, Bound, Served>(
+    b: &Bridge<R>,
+    text: &'static str,
+    bind: impl FnOnce() -> Bound + Send + 'static,
+    addr: impl FnOnce(&L) -> std::net::SocketAddr,
+    serve: impl FnOnce(L, &'static [u8]) -> Served + Send + 'static,
+) where
+    R: Runtime,
+    L: Send + 'static,
+    Bound: Future<Output = L> + 'static,
+    Served: Future<Output = ()> + 'static,
+{
+    let listener = b.run(bind);
+    let client = read_all_from(addr(&listener));
+    b.run(move || serve(listener, text.as_bytes()));
+    assert_eq!(client.join().unwrap(), text, "what the client read");
+}
+
+/// A task spawned in one call keeps running between calls, and a later call
+/// cancels it: `spawn` (run inside a call) starts a task that ticks its
+/// counter every 5 ms; `cancel` cancels it, answering its output had it
+/// finished (it never does: `None`).
+#[cfg(any(feature = "smol", feature = "async-std"))]
+fn a_spawned_ticker_keeps_ticking<R, Task, Cancelled>(
+    b: &Bridge<R>,
+    spawn: impl FnOnce(Arc<AtomicU32>) -> Task + Send + 'static,
+    cancel: impl FnOnce(Task) -> Cancelled + Send + 'static,
+) where
+    R: Runtime,
+    Task: Send + 'static,
+    Cancelled: Future<Output = Option<()>> + 'static,
+{
+    let ticks = Arc::new(AtomicU32::new(0));
+    let t = Arc::clone(&ticks);
+    let task = b.run(move || async move { spawn(t) });
+    let before = ticks.load(Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(10), || ticks.load(Ordering::SeqCst)
+            >= before + 5),
+        "the ticker stopped between calls"
+    );
+    let cancelled = b.run(move || cancel(task));
+    assert_eq!(cancelled, None, "the ticker finished by itself");
+}
+
 #[cfg(feature = "smol")]
 #[test]
 fn smol_a_listener_bound_in_one_call_accepts_in_the_next() {
     let b = Bridge::new(executor_bridge::Smol);
-    let got = watchdog(LIMIT, move || {
-        let listener =
-            b.run(|| async { smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap() });
-        let client = read_all_from(listener.local_addr().unwrap());
-        b.run(move || async move {
-            use smol::io::AsyncWriteExt;
-            let (mut conn, _) = listener.accept().await.unwrap();
-            conn.write_all(b"hello from the next call").await.unwrap();
-        });
-        client.join().unwrap()
+    watchdog(LIMIT, move || {
+        a_listener_accepts_in_the_next_call(
+            &b,
+            "hello from the next call",
+            || async { smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap() },
+            |listener| listener.local_addr().unwrap(),
+            |listener, text| async move {
+                use smol::io::AsyncWriteExt;
+                let (mut conn, _) = listener.accept().await.unwrap();
+                conn.write_all(text).await.unwrap();
+            },
+        )
     });
-    assert_eq!(got, "hello from the next call");
 }
 
-/// A task spawned in one call keeps running between calls, and a later call
-/// can cancel it.
 #[cfg(feature = "smol")]
 #[test]
-#[allow(clippy::async_yields_async)] // the call's output is the task's handle
 fn smol_a_spawned_ticker_keeps_ticking_between_calls() {
     let b = Bridge::new(executor_bridge::Smol);
     watchdog(LIMIT, move || {
-        let ticks = Arc::new(AtomicU32::new(0));
-        let t = Arc::clone(&ticks);
-        let task = b.run(move || async move {
-            smol::spawn(async move {
-                loop {
-                    smol::Timer::after(ms(5)).await;
-                    t.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        });
-        let before = ticks.load(Ordering::SeqCst);
-        assert!(
-            eventually(Duration::from_secs(10), || ticks.load(Ordering::SeqCst)
-                >= before + 5),
-            "the ticker stopped between calls"
-        );
-        let cancelled = b.run(move || async move { task.cancel().await });
-        assert_eq!(cancelled, None);
+        a_spawned_ticker_keeps_ticking(
+            &b,
+            |t| {
+                smol::spawn(async move {
+                    loop {
+                        smol::Timer::after(ms(5)).await;
+                        t.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            },
+            |task| task.cancel(),
+        )
     });
 }
 
@@ -1327,47 +1319,42 @@ fn smol_a_spawned_ticker_keeps_ticking_between_calls() {
 #[test]
 fn async_std_a_listener_bound_in_one_call_accepts_in_the_next() {
     let b = Bridge::new(executor_bridge::AsyncStd);
-    let got = watchdog(LIMIT, move || {
-        let listener = b.run(|| async {
-            async_std::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .unwrap()
-        });
-        let client = read_all_from(listener.local_addr().unwrap());
-        b.run(move || async move {
-            use async_std::io::WriteExt;
-            let (mut conn, _) = listener.accept().await.unwrap();
-            conn.write_all(b"hello from the next call").await.unwrap();
-        });
-        client.join().unwrap()
+    watchdog(LIMIT, move || {
+        a_listener_accepts_in_the_next_call(
+            &b,
+            "hello from the next call",
+            || async {
+                async_std::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .unwrap()
+            },
+            |listener| listener.local_addr().unwrap(),
+            |listener, text| async move {
+                use async_std::io::WriteExt;
+                let (mut conn, _) = listener.accept().await.unwrap();
+                conn.write_all(text).await.unwrap();
+            },
+        )
     });
-    assert_eq!(got, "hello from the next call");
 }
 
 #[cfg(feature = "async-std")]
 #[test]
-#[allow(clippy::async_yields_async)] // the call's output is the task's handle
 fn async_std_a_spawned_ticker_keeps_ticking_between_calls() {
     let b = Bridge::new(executor_bridge::AsyncStd);
     watchdog(LIMIT, move || {
-        let ticks = Arc::new(AtomicU32::new(0));
-        let t = Arc::clone(&ticks);
-        let task = b.run(move || async move {
-            async_std::task::spawn(async move {
-                loop {
-                    async_std::task::sleep(ms(5)).await;
-                    t.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        });
-        let before = ticks.load(Ordering::SeqCst);
-        assert!(
-            eventually(Duration::from_secs(10), || ticks.load(Ordering::SeqCst)
-                >= before + 5),
-            "the ticker stopped between calls"
-        );
-        let cancelled = b.run(move || async move { task.cancel().await });
-        assert_eq!(cancelled, None);
+        a_spawned_ticker_keeps_ticking(
+            &b,
+            |t| {
+                async_std::task::spawn(async move {
+                    loop {
+                        async_std::task::sleep(ms(5)).await;
+                        t.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            },
+            |task| task.cancel(),
+        )
     });
 }
 

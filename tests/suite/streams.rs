@@ -18,21 +18,13 @@ use executor_bridge::{BlockingIter, Bridge, Pollster, Runtime};
 use futures_lite::{stream, Stream, StreamExt};
 
 use crate::common::{
-    eventually, is_broken, is_set, message, per_runtime, watchdog, Ctx, DropFlag, Payload,
-    TestRuntime, LIMIT,
+    each_ctx, eventually, in_case, is_broken, is_set, message, per_runtime, watchdog, Ctx,
+    DropFlag, Payload, TestRuntime, Way, LIMIT,
 };
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// How a test makes its iterator: `iter_direct`, or `iter` on a bridge with
-/// this `stream_capacity`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Way {
-    Direct,
-    Iter(usize),
-}
 
 /// Every way, the read-ahead ones included.
 const SETUPS: [Way; 4] = [Way::Direct, Way::Iter(0), Way::Iter(1), Way::Iter(64)];
@@ -40,33 +32,14 @@ const SETUPS: [Way; 4] = [Way::Direct, Way::Iter(0), Way::Iter(1), Way::Iter(64)
 /// The ways that read nothing ahead (the defaults).
 const PULLED: [Way; 2] = [Way::Direct, Way::Iter(0)];
 
-impl Way {
-    /// A bridge for this way (its capacity set).
-    fn bridge<R: TestRuntime>(self) -> Bridge<R> {
-        self.bridge_on(R::make())
-    }
-
-    fn bridge_on<R: Runtime>(self, rt: R) -> Bridge<R> {
-        let cap = match self {
-            Way::Direct => 0,
-            Way::Iter(cap) => cap,
-        };
-        Bridge::builder(rt).stream_capacity(cap).build()
-    }
-
-    /// The iterator over `make`'s stream, made this way on `b` (a bridge from
-    /// [`Way::bridge`]).
-    fn open<R, M, S>(self, b: &Bridge<R>, make: M) -> BlockingIter<S::Item>
-    where
-        R: Runtime,
-        M: FnOnce() -> S + Send + 'static,
-        S: Stream + Send + 'static,
-        S::Item: Send + 'static,
-    {
-        match self {
-            Way::Direct => b.iter_direct(make),
-            Way::Iter(_) => b.iter(make),
-        }
+/// Runs `case` for each of `ways` from every calling context, on a bridge
+/// made that way (`case` enters the context itself, with `Ctx::run`); a
+/// failure names the way and the context.
+fn each_way_and_ctx<R: TestRuntime>(ways: &[Way], mut case: impl FnMut(Way, Ctx, &Bridge<R>)) {
+    for &way in ways {
+        in_case(&format!("{way:?}"), || {
+            each_ctx(&way.bridge::<R>(), |ctx, b| case(way, ctx, b));
+        });
     }
 }
 
@@ -195,23 +168,20 @@ fn assert_fused<I: FusedIterator>() {}
 
 /// Every item arrives, in order, then `None` for good; in every context.
 fn items_arrive_in_order_then_the_end_for_good<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            let (timed, ready, after, finished) = ctx.run(&b, move |b| {
-                let timed: Vec<u32> = way.open(&b, || ticks::<R>(5)).collect();
-                let mut it = way.open(&b, || stream::iter(0..3000u32));
-                let ready: Vec<u32> = it.by_ref().collect();
-                let after: Vec<Option<u32>> = (0..3).map(|_| it.next()).collect();
-                (timed, ready, after, it.is_finished())
-            });
-            let what = format!("{way:?}, {ctx:?}");
-            assert_eq!(timed, [0, 1, 2, 3, 4], "{what}");
-            assert_eq!(ready, (0..3000).collect::<Vec<_>>(), "{what}");
-            assert_eq!(after, [None, None, None], "{what}: not fused");
-            assert!(finished, "{what}");
-        }
-    }
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        let (timed, ready, after, finished) = ctx.run(b, move |b| {
+            let timed: Vec<u32> = way.open(&b, || ticks::<R>(5)).collect();
+            let mut it = way.open(&b, || stream::iter(0..3000u32));
+            let ready: Vec<u32> = it.by_ref().collect();
+            let after: Vec<Option<u32>> = (0..3).map(|_| it.next()).collect();
+            (timed, ready, after, it.is_finished())
+        });
+        let what = format!("{way:?}, {ctx:?}");
+        assert_eq!(timed, [0, 1, 2, 3, 4], "{what}");
+        assert_eq!(ready, (0..3000).collect::<Vec<_>>(), "{what}");
+        assert_eq!(after, [None, None, None], "{what}: not fused");
+        assert!(finished, "{what}");
+    });
 }
 per_runtime!(items_arrive_in_order_then_the_end_for_good);
 
@@ -219,61 +189,55 @@ per_runtime!(items_arrive_in_order_then_the_end_for_good);
 /// seen it: an iterator that waited for more (to fill a batch) would hang,
 /// and the stream has made exactly the items the consumer got.
 fn live_items_reach_next_while_the_stream_waits_for_the_consumer<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            let got = ctx.run(&b, move |b| {
-                let (go, wait) = async_channel::bounded::<()>(1);
-                let made = Arc::new(AtomicUsize::new(0));
-                let counter = Arc::clone(&made);
-                let mut it = way.open(&b, move || gated::<R>(4, 3, wait, counter));
-                let mut got = Vec::new();
-                for round in 0..4usize {
-                    for _ in 0..3 {
-                        got.push(it.next().expect("an item before the end"));
-                    }
-                    // The stream waits for `go`: it made this round and no more.
-                    assert_eq!(made.load(SeqCst), (round + 1) * 3, "{way:?}: round {round}");
-                    if round < 3 {
-                        go.try_send(())
-                            .expect("the stream took the previous signal");
-                    }
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        let got = ctx.run(b, move |b| {
+            let (go, wait) = async_channel::bounded::<()>(1);
+            let made = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&made);
+            let mut it = way.open(&b, move || gated::<R>(4, 3, wait, counter));
+            let mut got = Vec::new();
+            for round in 0..4usize {
+                for _ in 0..3 {
+                    got.push(it.next().expect("an item before the end"));
                 }
-                assert_eq!(it.next(), None);
-                got
-            });
-            assert_eq!(got, (0..12).collect::<Vec<_>>(), "{way:?}, {ctx:?}");
-        }
-    }
+                // The stream waits for `go`: it made this round and no more.
+                assert_eq!(made.load(SeqCst), (round + 1) * 3, "{way:?}: round {round}");
+                if round < 3 {
+                    go.try_send(())
+                        .expect("the stream took the previous signal");
+                }
+            }
+            assert_eq!(it.next(), None);
+            got
+        });
+        assert_eq!(got, (0..12).collect::<Vec<_>>(), "{way:?}, {ctx:?}");
+    });
 }
 per_runtime!(live_items_reach_next_while_the_stream_waits_for_the_consumer);
 
 /// By default nothing is polled before `next` asks, and each `next` takes
 /// exactly one item from an always-ready stream.
 fn nothing_is_polled_before_next_asks<R: TestRuntime>() {
-    for way in PULLED {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            ctx.run(&b, move |b| {
-                let counts = Arc::new(Counts::default());
-                let c = Arc::clone(&counts);
-                let mut it = way.open(&b, move || counted(c));
-                thread::sleep(Duration::from_millis(20));
-                assert_eq!(
-                    counts.polls(),
-                    0,
-                    "{way:?}, {ctx:?}: polled before the first next"
-                );
-                for i in 0..5 {
-                    assert_eq!(it.next(), Some(i), "{way:?}, {ctx:?}");
-                    thread::sleep(Duration::from_millis(5));
-                    assert_eq!(counts.items(), i + 1, "{way:?}, {ctx:?}: items taken ahead");
-                    assert_eq!(counts.polls(), i + 1, "{way:?}, {ctx:?}: polled ahead");
-                    assert_eq!(it.buffered(), 0, "{way:?}, {ctx:?}");
-                }
-            });
-        }
-    }
+    each_way_and_ctx::<R>(&PULLED, |way, ctx, b| {
+        ctx.run(b, move |b| {
+            let counts = Arc::new(Counts::default());
+            let c = Arc::clone(&counts);
+            let mut it = way.open(&b, move || counted(c));
+            thread::sleep(Duration::from_millis(20));
+            assert_eq!(
+                counts.polls(),
+                0,
+                "{way:?}, {ctx:?}: polled before the first next"
+            );
+            for i in 0..5 {
+                assert_eq!(it.next(), Some(i), "{way:?}, {ctx:?}");
+                thread::sleep(Duration::from_millis(5));
+                assert_eq!(counts.items(), i + 1, "{way:?}, {ctx:?}: items taken ahead");
+                assert_eq!(counts.polls(), i + 1, "{way:?}, {ctx:?}: polled ahead");
+                assert_eq!(it.buffered(), 0, "{way:?}, {ctx:?}");
+            }
+        });
+    });
 }
 per_runtime!(nothing_is_polled_before_next_asks);
 
@@ -281,62 +245,75 @@ per_runtime!(nothing_is_polled_before_next_asks);
 /// one message per `next`), and messages left when the iterator is dropped
 /// are still in the channel.
 fn a_bounded_channel_keeps_its_back_pressure<R: TestRuntime>() {
-    for way in PULLED {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            ctx.run(&b, move |b| {
-                let what = format!("{way:?}, {ctx:?}");
-                let (tx, rx) = async_channel::bounded::<u32>(2);
-                let keep = rx.clone();
-                tx.try_send(0).unwrap();
-                tx.try_send(1).unwrap();
-                assert!(tx.try_send(99).unwrap_err().is_full());
-                let mut it = way.open(&b, move || rx);
-                thread::sleep(Duration::from_millis(10));
-                assert_eq!(tx.len(), 2, "{what}: taken before next");
-                assert_eq!(it.next(), Some(0), "{what}");
-                thread::sleep(Duration::from_millis(10));
-                assert_eq!(tx.len(), 1, "{what}: taken ahead");
-                tx.try_send(2).unwrap();
-                assert!(
-                    tx.try_send(99).unwrap_err().is_full(),
-                    "{what}: no back-pressure"
-                );
-                assert_eq!(it.next(), Some(1), "{what}");
-                tx.try_send(3).unwrap();
-                assert_eq!(it.next(), Some(2), "{what}");
-                drop(it);
-                assert!(
-                    eventually(Duration::from_secs(10), || tx.receiver_count() == 1),
-                    "{what}: the stream was not dropped"
-                );
-                assert_eq!(
-                    keep.try_recv().ok(),
-                    Some(3),
-                    "{what}: a message left in the channel was lost"
-                );
-                assert!(keep.is_empty(), "{what}");
-            });
-        }
-    }
+    each_way_and_ctx::<R>(&PULLED, |way, ctx, b| {
+        ctx.run(b, move |b| {
+            let what = format!("{way:?}, {ctx:?}");
+            let (tx, rx) = async_channel::bounded::<u32>(2);
+            let keep = rx.clone();
+            tx.try_send(0).unwrap();
+            tx.try_send(1).unwrap();
+            assert!(tx.try_send(99).unwrap_err().is_full());
+            let mut it = way.open(&b, move || rx);
+            thread::sleep(Duration::from_millis(10));
+            assert_eq!(tx.len(), 2, "{what}: taken before next");
+            assert_eq!(it.next(), Some(0), "{what}");
+            thread::sleep(Duration::from_millis(10));
+            assert_eq!(tx.len(), 1, "{what}: taken ahead");
+            tx.try_send(2).unwrap();
+            assert!(
+                tx.try_send(99).unwrap_err().is_full(),
+                "{what}: no back-pressure"
+            );
+            assert_eq!(it.next(), Some(1), "{what}");
+            tx.try_send(3).unwrap();
+            assert_eq!(it.next(), Some(2), "{what}");
+            drop(it);
+            assert!(
+                eventually(Duration::from_secs(10), || tx.receiver_count() == 1),
+                "{what}: the stream was not dropped"
+            );
+            assert_eq!(
+                keep.try_recv().ok(),
+                Some(3),
+                "{what}: a message left in the channel was lost"
+            );
+            assert!(keep.is_empty(), "{what}");
+        });
+    });
 }
 per_runtime!(a_bounded_channel_keeps_its_back_pressure);
+
+/// An `iter` on a bridge with `stream_capacity(cap)` over an endless,
+/// always-ready stream, consumed in five ever longer runs (1, 8, 15, 22 and
+/// 29 items, each checked in order); after each run the consumer stops and
+/// `stopped` looks at how far ahead the stream got (given the iterator, the
+/// stream's counts and how many items were consumed). Returns the iterator
+/// and that count.
+fn stop_and_go<R: TestRuntime>(
+    cap: usize,
+    mut stopped: impl FnMut(&mut BlockingIter<usize>, &Counts, usize),
+) -> (BlockingIter<usize>, usize) {
+    let b = Way::Iter(cap).bridge::<R>();
+    let counts = Arc::new(Counts::default());
+    let c = Arc::clone(&counts);
+    let mut it = b.iter(move || counted(c));
+    let mut consumed = 0;
+    for step in 0..5 {
+        for _ in 0..(step * 7 + 1) {
+            assert_eq!(it.next(), Some(consumed), "capacity {cap}");
+            consumed += 1;
+        }
+        stopped(&mut it, &counts, consumed);
+    }
+    (it, consumed)
+}
 
 /// With `stream_capacity(n)` the stream never runs more than n items (plus
 /// one in hand) ahead of a consumer that stops; the items come in order when
 /// the consumer goes on.
 fn a_capacity_bounds_the_read_ahead<R: TestRuntime>() {
     for cap in [1usize, 4, 64] {
-        let b = Way::Iter(cap).bridge::<R>();
-        let counts = Arc::new(Counts::default());
-        let c = Arc::clone(&counts);
-        let mut it = b.iter(move || counted(c));
-        let mut consumed = 0;
-        for step in 0..5 {
-            for _ in 0..(step * 7 + 1) {
-                assert_eq!(it.next(), Some(consumed), "capacity {cap}");
-                consumed += 1;
-            }
+        let (mut it, consumed) = stop_and_go::<R>(cap, |it, counts, consumed| {
             for _ in 0..3 {
                 thread::sleep(Duration::from_millis(20));
                 let made = counts.items();
@@ -350,7 +327,7 @@ fn a_capacity_bounds_the_read_ahead<R: TestRuntime>() {
                 "capacity {cap}: {} buffered",
                 it.buffered()
             );
-        }
+        });
         // It resumes when the consumer does.
         let rest: Vec<usize> = it.by_ref().take(500).collect();
         assert_eq!(
@@ -367,16 +344,7 @@ per_runtime!(a_capacity_bounds_the_read_ahead);
 /// is topped up once half of it was used) and at most n items ahead of it.
 fn a_capacity_lets_the_stream_run_ahead<R: TestRuntime>() {
     for cap in [1usize, 4, 64] {
-        let b = Way::Iter(cap).bridge::<R>();
-        let counts = Arc::new(Counts::default());
-        let c = Arc::clone(&counts);
-        let mut it = b.iter(move || counted(c));
-        let mut consumed = 0;
-        for step in 0..5 {
-            for _ in 0..(step * 7 + 1) {
-                assert_eq!(it.next(), Some(consumed), "capacity {cap}");
-                consumed += 1;
-            }
+        let (it, _) = stop_and_go::<R>(cap, |_, counts, consumed| {
             assert!(
                 eventually(Duration::from_secs(10), || counts.items()
                     >= consumed + cap.div_ceil(2)),
@@ -384,7 +352,8 @@ fn a_capacity_lets_the_stream_run_ahead<R: TestRuntime>() {
                 cap.div_ceil(2),
                 counts.items()
             );
-        }
+        });
+        drop(it);
     }
 }
 per_runtime!(a_capacity_lets_the_stream_run_ahead);
@@ -496,47 +465,53 @@ const DROPPED: [Dropped; 5] = [
     Dropped::AfterTimeout,
 ];
 
-fn dropping_the_iterator_drops_the_stream_promptly<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            for kind in DROPPED {
-                let dropped = ctx.run(&b, move |b| {
-                    let (guard, flag) = DropFlag::new();
-                    let mut it = way.open(&b, move || -> BoxStream<u32> {
-                        match kind {
-                            Dropped::OnTimer => Box::pin(guarded(
-                                stream::once(1u32).chain(stream::once_future(async {
-                                    R::sleep(Duration::from_secs(60)).await;
-                                    2
-                                })),
-                                guard,
-                            )),
-                            Dropped::Endless => Box::pin(guarded(stream::repeat(1u32), guard)),
-                            _ => Box::pin(one_then_pending(guard)),
-                        }
-                    });
-                    match kind {
-                        Dropped::Unasked => {}
-                        Dropped::AfterTimeout => {
-                            assert_eq!(it.next(), Some(1));
-                            let err = it.next_timeout(Duration::from_millis(10)).unwrap_err();
-                            assert!(err.is_timeout(), "{err:?}");
-                        }
-                        _ => assert_eq!(it.next(), Some(1)),
-                    }
-                    thread::sleep(Duration::from_millis(5));
-                    assert!(!is_set(&flag), "dropped while the iterator lives");
-                    drop(it);
-                    eventually(Duration::from_secs(10), || is_set(&flag))
-                });
-                assert!(
-                    dropped,
-                    "{way:?}, {ctx:?}, {kind:?}: the stream was not dropped"
-                );
+impl Dropped {
+    /// An iterator made `way` on `b` over a stream that owns `guard`, brought
+    /// to this state.
+    fn open<R: TestRuntime>(self, way: Way, b: &Bridge<R>, guard: DropFlag) -> BlockingIter<u32> {
+        let mut it = way.open(b, move || -> BoxStream<u32> {
+            match self {
+                Dropped::OnTimer => Box::pin(guarded(
+                    stream::once(1u32).chain(stream::once_future(async {
+                        R::sleep(Duration::from_secs(60)).await;
+                        2
+                    })),
+                    guard,
+                )),
+                Dropped::Endless => Box::pin(guarded(stream::repeat(1u32), guard)),
+                _ => Box::pin(one_then_pending(guard)),
             }
+        });
+        match self {
+            Dropped::Unasked => {}
+            Dropped::AfterTimeout => {
+                assert_eq!(it.next(), Some(1), "{self:?}");
+                let err = it.next_timeout(Duration::from_millis(10)).unwrap_err();
+                assert!(err.is_timeout(), "{self:?}: {err:?}");
+            }
+            _ => assert_eq!(it.next(), Some(1), "{self:?}"),
         }
+        it
     }
+}
+
+fn dropping_the_iterator_drops_the_stream_promptly<R: TestRuntime>() {
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        for kind in DROPPED {
+            let dropped = ctx.run(b, move |b| {
+                let (guard, flag) = DropFlag::new();
+                let it = kind.open(way, &b, guard);
+                thread::sleep(Duration::from_millis(5));
+                assert!(!is_set(&flag), "{kind:?}: dropped while the iterator lives");
+                drop(it);
+                eventually(Duration::from_secs(10), || is_set(&flag))
+            });
+            assert!(
+                dropped,
+                "{way:?}, {ctx:?}, {kind:?}: the stream was not dropped"
+            );
+        }
+    });
 }
 per_runtime!(dropping_the_iterator_drops_the_stream_promptly);
 
@@ -545,32 +520,9 @@ per_runtime!(dropping_the_iterator_drops_the_stream_promptly);
 fn dropping_the_iterator_frees_its_loop_thread<R: TestRuntime>() {
     for way in SETUPS {
         for kind in DROPPED {
-            let cap = match way {
-                Way::Direct => 0,
-                Way::Iter(cap) => cap,
-            };
-            let b = Bridge::builder(R::make())
-                .max_threads(1)
-                .stream_capacity(cap)
-                .build();
+            let b = way.builder_on(R::make()).max_threads(1).build();
             let (guard, flag) = DropFlag::new();
-            let mut it = way.open(&b, move || -> BoxStream<u32> {
-                match kind {
-                    Dropped::Endless => Box::pin(guarded(stream::repeat(1u32), guard)),
-                    _ => Box::pin(one_then_pending(guard)),
-                }
-            });
-            match kind {
-                Dropped::Unasked => {}
-                Dropped::AfterTimeout => {
-                    assert_eq!(it.next(), Some(1));
-                    assert!(it
-                        .next_timeout(Duration::from_millis(10))
-                        .unwrap_err()
-                        .is_timeout());
-                }
-                _ => assert_eq!(it.next(), Some(1)),
-            }
+            let it = in_case(&format!("{way:?}"), || kind.open(way, &b, guard));
             drop(it);
             let out = b.run_timeout(Duration::from_secs(10), || async { 7 });
             assert_eq!(
@@ -591,16 +543,9 @@ per_runtime!(dropping_the_iterator_frees_its_loop_thread);
 /// working, its one loop thread free again.
 fn dropping_a_stream_whose_destructor_panics<R: TestRuntime>() {
     for way in SETUPS {
-        let cap = match way {
-            Way::Direct => 0,
-            Way::Iter(cap) => cap,
-        };
-        let b = Bridge::builder(R::make())
-            .max_threads(1)
-            .stream_capacity(cap)
-            .build();
+        let b = way.builder_on(R::make()).max_threads(1).build();
         let mut it = way.open(&b, || PanicOnDrop { next: 0, n: 5 });
-        assert_eq!(it.next(), Some(0));
+        assert_eq!(it.next(), Some(0), "{way:?}");
         // Where the stream lives on the consumer's side, its destructor's panic
         // may surface here; with its payload if so.
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(it))) {
@@ -624,48 +569,45 @@ per_runtime!(dropping_a_stream_whose_destructor_panics);
 /// a `String`, any type), after the items before it; every later call fails;
 /// in every context.
 fn a_panic_in_poll_next_resumes_in_next<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            let (text, string, custom) = ctx.run(&b, move |b| {
-                let mut it = way.open(&b, || {
-                    ticks::<R>(5).map(|x| if x == 2 { panic!("stream-boom") } else { x })
-                });
-                let (items, payload) = drain(&mut it);
-                assert_eq!(items, [0, 1]);
-                assert!(is_broken(&mut it), "not failing after the panic");
-                let text = message(&*payload.expect("a panic"));
-
-                let mut it = way.open(&b, || {
-                    ticks::<R>(5).map(|x| if x == 3 { panic!("stream-boom-{x}") } else { x })
-                });
-                let (items, payload) = drain(&mut it);
-                assert_eq!(items, [0, 1, 2]);
-                let string = payload
-                    .expect("a panic")
-                    .downcast::<String>()
-                    .ok()
-                    .map(|s| *s);
-
-                let mut it = way.open(&b, || {
-                    ticks::<R>(5).map(|x| if x == 1 { panic_any(Payload(x)) } else { x })
-                });
-                let (items, payload) = drain(&mut it);
-                assert_eq!(items, [0]);
-                assert!(it.is_finished());
-                let custom = payload
-                    .expect("a panic")
-                    .downcast::<Payload>()
-                    .ok()
-                    .map(|p| *p);
-                (text, string, custom)
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        let (text, string, custom) = ctx.run(b, move |b| {
+            let mut it = way.open(&b, || {
+                ticks::<R>(5).map(|x| if x == 2 { panic!("stream-boom") } else { x })
             });
-            let what = format!("{way:?}, {ctx:?}");
-            assert_eq!(text.as_deref(), Some("stream-boom"), "{what}");
-            assert_eq!(string.as_deref(), Some("stream-boom-3"), "{what}");
-            assert_eq!(custom, Some(Payload(1)), "{what}");
-        }
-    }
+            let (items, payload) = drain(&mut it);
+            assert_eq!(items, [0, 1]);
+            assert!(is_broken(&mut it), "not failing after the panic");
+            let text = message(&*payload.expect("a panic"));
+
+            let mut it = way.open(&b, || {
+                ticks::<R>(5).map(|x| if x == 3 { panic!("stream-boom-{x}") } else { x })
+            });
+            let (items, payload) = drain(&mut it);
+            assert_eq!(items, [0, 1, 2]);
+            let string = payload
+                .expect("a panic")
+                .downcast::<String>()
+                .ok()
+                .map(|s| *s);
+
+            let mut it = way.open(&b, || {
+                ticks::<R>(5).map(|x| if x == 1 { panic_any(Payload(x)) } else { x })
+            });
+            let (items, payload) = drain(&mut it);
+            assert_eq!(items, [0]);
+            assert!(it.is_finished());
+            let custom = payload
+                .expect("a panic")
+                .downcast::<Payload>()
+                .ok()
+                .map(|p| *p);
+            (text, string, custom)
+        });
+        let what = format!("{way:?}, {ctx:?}");
+        assert_eq!(text.as_deref(), Some("stream-boom"), "{what}");
+        assert_eq!(string.as_deref(), Some("stream-boom-3"), "{what}");
+        assert_eq!(custom, Some(Payload(1)), "{what}");
+    });
 }
 per_runtime!(a_panic_in_poll_next_resumes_in_next);
 
@@ -696,84 +638,76 @@ per_runtime!(items_ready_before_a_panic_arrive_before_it);
 
 /// A panic of the factory resumes in the first `next`, payload intact.
 fn a_panic_in_the_factory_resumes_in_next<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            let (payload, after) = ctx.run(&b, move |b| {
-                let mut it = way.open(&b, || -> stream::Iter<std::ops::Range<u32>> {
-                    panic_any(Payload(4))
-                });
-                let payload = catch_unwind(AssertUnwindSafe(|| it.next())).unwrap_err();
-                (
-                    payload.downcast::<Payload>().ok().map(|p| *p),
-                    is_broken(&mut it),
-                )
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        let (payload, after) = ctx.run(b, move |b| {
+            let mut it = way.open(&b, || -> stream::Iter<std::ops::Range<u32>> {
+                panic_any(Payload(4))
             });
-            assert_eq!(payload, Some(Payload(4)), "{way:?}, {ctx:?}");
-            assert!(after, "{way:?}, {ctx:?}: not failing after the panic");
-        }
-    }
+            let payload = catch_unwind(AssertUnwindSafe(|| it.next())).unwrap_err();
+            (
+                payload.downcast::<Payload>().ok().map(|p| *p),
+                is_broken(&mut it),
+            )
+        });
+        assert_eq!(payload, Some(Payload(4)), "{way:?}, {ctx:?}");
+        assert!(after, "{way:?}, {ctx:?}: not failing after the panic");
+    });
 }
 per_runtime!(a_panic_in_the_factory_resumes_in_next);
 
 /// A panic of the stream's destructor once it has ended resumes in the `next`
 /// that would have returned `None`, after every item.
 fn a_panic_in_the_destructor_resumes_in_next<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            let (items, payload, after) = ctx.run(&b, move |b| {
-                let mut it = way.open(&b, || PanicOnDrop { next: 0, n: 3 });
-                let (items, payload) = drain(&mut it);
-                let payload = payload
-                    .and_then(|p| p.downcast::<Payload>().ok())
-                    .map(|p| *p);
-                (items, payload, is_broken(&mut it))
-            });
-            assert_eq!(items, [0, 1, 2], "{way:?}, {ctx:?}");
-            assert_eq!(payload, Some(Payload(3)), "{way:?}, {ctx:?}");
-            assert!(after, "{way:?}, {ctx:?}: not failing after the panic");
-        }
-    }
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        let (items, payload, after) = ctx.run(b, move |b| {
+            let mut it = way.open(&b, || PanicOnDrop { next: 0, n: 3 });
+            let (items, payload) = drain(&mut it);
+            let payload = payload
+                .and_then(|p| p.downcast::<Payload>().ok())
+                .map(|p| *p);
+            (items, payload, is_broken(&mut it))
+        });
+        assert_eq!(items, [0, 1, 2], "{way:?}, {ctx:?}");
+        assert_eq!(payload, Some(Payload(3)), "{way:?}, {ctx:?}");
+        assert!(after, "{way:?}, {ctx:?}: not failing after the panic");
+    });
 }
 per_runtime!(a_panic_in_the_destructor_resumes_in_next);
 
-/// `next_timeout` reports a panic as an error with its payload, and the
-/// iterator is finished after.
+/// `next_timeout` reports a panic (of `poll_next`, or of the destructor once
+/// the stream ended) as an error with its payload, and the iterator is
+/// finished after.
 fn next_timeout_reports_a_panic<R: TestRuntime>() {
+    type Panicking = fn() -> BoxStream<u32>;
+    let cases: [(&str, Panicking); 2] = [
+        ("a panic of poll_next", || {
+            Box::pin(ticks::<R>(3).map(|x| if x == 1 { panic_any(Payload(x)) } else { x }))
+        }),
+        ("a panic of the destructor", || {
+            Box::pin(PanicOnDrop { next: 0, n: 1 })
+        }),
+    ];
     for way in SETUPS {
         let b = way.bridge::<R>();
-        let mut it = way.open(&b, || {
-            ticks::<R>(3).map(|x| if x == 1 { panic_any(Payload(x)) } else { x })
-        });
-        assert_eq!(
-            it.next_timeout(Duration::from_secs(30)).unwrap(),
-            Some(0),
-            "{way:?}"
-        );
-        let err = it.next_timeout(Duration::from_secs(30)).unwrap_err();
-        assert!(err.is_panic() && !err.is_timeout(), "{way:?}: {err:?}");
-        assert_eq!(
-            err.into_panic().downcast_ref::<Payload>(),
-            Some(&Payload(1)),
-            "{way:?}"
-        );
-        assert!(is_broken(&mut it), "{way:?}");
-
-        let mut it = way.open(&b, || PanicOnDrop { next: 0, n: 1 });
-        assert_eq!(
-            it.next_timeout(Duration::from_secs(30)).unwrap(),
-            Some(0),
-            "{way:?}"
-        );
-        let err = it.next_timeout(Duration::from_secs(30)).unwrap_err();
-        assert!(err.is_panic(), "{way:?}: {err:?}");
-        assert_eq!(
-            err.into_panic().downcast_ref::<Payload>(),
-            Some(&Payload(1)),
-            "{way:?}"
-        );
-        assert!(is_broken(&mut it), "{way:?}");
+        for (what, make) in cases {
+            let mut it = way.open(&b, make);
+            assert_eq!(
+                it.next_timeout(Duration::from_secs(30)).unwrap(),
+                Some(0),
+                "{way:?}, {what}"
+            );
+            let err = it.next_timeout(Duration::from_secs(30)).unwrap_err();
+            assert!(
+                err.is_panic() && !err.is_timeout(),
+                "{way:?}, {what}: {err:?}"
+            );
+            assert_eq!(
+                err.into_panic().downcast_ref::<Payload>(),
+                Some(&Payload(1)),
+                "{way:?}, {what}"
+            );
+            assert!(is_broken(&mut it), "{way:?}, {what}");
+        }
     }
 }
 per_runtime!(next_timeout_reports_a_panic);
@@ -782,14 +716,7 @@ per_runtime!(next_timeout_reports_a_panic);
 /// panicking stream.
 fn the_bridge_stays_usable_after_panicking_streams<R: TestRuntime>() {
     for way in SETUPS {
-        let cap = match way {
-            Way::Direct => 0,
-            Way::Iter(cap) => cap,
-        };
-        let b = Bridge::builder(R::make())
-            .stream_capacity(cap)
-            .thread_name("st-panics")
-            .build();
+        let b = way.builder_on(R::make()).thread_name("st-panics").build();
         for i in 0..20u32 {
             let mut it = way.open(&b, move || {
                 ticks::<R>(3).map(move |x| if x == 1 { panic_any(Payload(i)) } else { x })
@@ -828,52 +755,49 @@ fn blocking_iter_is_a_fused_iterator_and_send() {
 /// iterator stays usable, and an item that comes right after a timeout is
 /// delivered by the next call.
 fn next_timeout_times_out_and_stays_usable<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            let what = format!("{way:?}, {ctx:?}");
-            ctx.run(&b, move |b| {
-                let (go, wait) = async_channel::bounded::<()>(1);
-                let made = Arc::new(AtomicUsize::new(0));
-                let counter = Arc::clone(&made);
-                let mut it = way.open(&b, move || gated::<R>(3, 1, wait, counter));
-                assert_eq!(
-                    it.next_timeout(Duration::from_secs(30)).unwrap(),
-                    Some(0),
-                    "{what}"
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        let what = format!("{way:?}, {ctx:?}");
+        ctx.run(b, move |b| {
+            let (go, wait) = async_channel::bounded::<()>(1);
+            let made = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&made);
+            let mut it = way.open(&b, move || gated::<R>(3, 1, wait, counter));
+            assert_eq!(
+                it.next_timeout(Duration::from_secs(30)).unwrap(),
+                Some(0),
+                "{what}"
+            );
+            for _ in 0..3 {
+                let start = Instant::now();
+                let err = it.next_timeout(Duration::from_millis(20)).unwrap_err();
+                let waited = start.elapsed();
+                assert!(err.is_timeout(), "{what}: {err:?}");
+                assert_eq!(err.to_string(), "deadline of 20ms elapsed", "{what}");
+                assert!(
+                    waited >= Duration::from_millis(20),
+                    "{what}: gave up after {waited:?}"
                 );
-                for _ in 0..3 {
-                    let start = Instant::now();
-                    let err = it.next_timeout(Duration::from_millis(20)).unwrap_err();
-                    let waited = start.elapsed();
-                    assert!(err.is_timeout(), "{what}: {err:?}");
-                    assert_eq!(err.to_string(), "deadline of 20ms elapsed", "{what}");
-                    assert!(
-                        waited >= Duration::from_millis(20),
-                        "{what}: gave up after {waited:?}"
-                    );
-                    assert!(waited < Duration::from_secs(10), "{what}: {waited:?}");
-                    assert!(!it.is_finished(), "{what}");
-                }
-                // The item comes right after a timeout: the next call has it.
-                go.try_send(()).unwrap();
-                assert_eq!(
-                    it.next_timeout(Duration::from_secs(30)).unwrap(),
-                    Some(1),
-                    "{what}"
-                );
-                let err = it.next_timeout(Duration::from_millis(5)).unwrap_err();
-                assert!(err.is_timeout(), "{what}");
-                go.try_send(()).unwrap();
-                thread::sleep(Duration::from_millis(30));
-                // A plain `next` after a timeout, and an endless deadline.
-                assert_eq!(it.next(), Some(2), "{what}");
-                assert_eq!(it.next_timeout(Duration::MAX).unwrap(), None, "{what}");
-                assert!(it.is_finished(), "{what}");
-                assert_eq!(made.load(SeqCst), 3, "{what}");
-            });
-        }
-    }
+                assert!(waited < Duration::from_secs(10), "{what}: {waited:?}");
+                assert!(!it.is_finished(), "{what}");
+            }
+            // The item comes right after a timeout: the next call has it.
+            go.try_send(()).unwrap();
+            assert_eq!(
+                it.next_timeout(Duration::from_secs(30)).unwrap(),
+                Some(1),
+                "{what}"
+            );
+            let err = it.next_timeout(Duration::from_millis(5)).unwrap_err();
+            assert!(err.is_timeout(), "{what}");
+            go.try_send(()).unwrap();
+            thread::sleep(Duration::from_millis(30));
+            // A plain `next` after a timeout, and an endless deadline.
+            assert_eq!(it.next(), Some(2), "{what}");
+            assert_eq!(it.next_timeout(Duration::MAX).unwrap(), None, "{what}");
+            assert!(it.is_finished(), "{what}");
+            assert_eq!(made.load(SeqCst), 3, "{what}");
+        });
+    });
 }
 per_runtime!(next_timeout_times_out_and_stays_usable);
 
@@ -1056,37 +980,34 @@ per_runtime!(debug_shows_the_state);
 
 /// An iterator moved to another thread mid-stream goes on there.
 fn an_iterator_moves_to_another_thread_mid_stream<R: TestRuntime>() {
-    for way in SETUPS {
-        let b = way.bridge::<R>();
-        for ctx in Ctx::all() {
-            let (first, rest) = ctx.run(&b, move |b| {
-                let mut it = way.open(&b, || ticks::<R>(6));
-                let first = it.next();
-                let rest = thread::spawn(move || it.collect::<Vec<_>>())
-                    .join()
-                    .unwrap();
-                (first, rest)
-            });
-            assert_eq!(first, Some(0), "{way:?}, {ctx:?}");
-            assert_eq!(rest, [1, 2, 3, 4, 5], "{way:?}, {ctx:?}");
-            // Moved right after a `next_timeout` that may have timed out.
-            let got = ctx.run(&b, move |b| {
-                let mut it = way.open(&b, || ticks::<R>(6));
-                let mut got = vec![it.next().unwrap()];
-                match it.next_timeout(Duration::from_micros(100)) {
-                    Ok(Some(x)) => got.push(x),
-                    Ok(None) => panic!("the end after one item"),
-                    Err(e) => assert!(e.is_timeout(), "{e:?}"),
-                }
-                let rest = thread::spawn(move || it.collect::<Vec<_>>())
-                    .join()
-                    .unwrap();
-                got.extend(rest);
-                got
-            });
-            assert_eq!(got, [0, 1, 2, 3, 4, 5], "{way:?}, {ctx:?}: after a timeout");
-        }
-    }
+    each_way_and_ctx::<R>(&SETUPS, |way, ctx, b| {
+        let (first, rest) = ctx.run(b, move |b| {
+            let mut it = way.open(&b, || ticks::<R>(6));
+            let first = it.next();
+            let rest = thread::spawn(move || it.collect::<Vec<_>>())
+                .join()
+                .unwrap();
+            (first, rest)
+        });
+        assert_eq!(first, Some(0), "{way:?}, {ctx:?}");
+        assert_eq!(rest, [1, 2, 3, 4, 5], "{way:?}, {ctx:?}");
+        // Moved right after a `next_timeout` that may have timed out.
+        let got = ctx.run(b, move |b| {
+            let mut it = way.open(&b, || ticks::<R>(6));
+            let mut got = vec![it.next().unwrap()];
+            match it.next_timeout(Duration::from_micros(100)) {
+                Ok(Some(x)) => got.push(x),
+                Ok(None) => panic!("the end after one item"),
+                Err(e) => assert!(e.is_timeout(), "{e:?}"),
+            }
+            let rest = thread::spawn(move || it.collect::<Vec<_>>())
+                .join()
+                .unwrap();
+            got.extend(rest);
+            got
+        });
+        assert_eq!(got, [0, 1, 2, 3, 4, 5], "{way:?}, {ctx:?}: after a timeout");
+    });
 }
 per_runtime!(an_iterator_moves_to_another_thread_mid_stream);
 
@@ -1245,19 +1166,31 @@ mod block_on_stream_ports {
     }
     per_runtime!(select_all_of_ready_streams_interleaves);
 
+    /// The iterator, made `way` on `b`, over the futures of three oneshot
+    /// channels collected into `C` (`FuturesUnordered` or `FuturesOrdered`),
+    /// and the channels' senders.
+    fn three_futures<R, C>(
+        way: super::Way,
+        b: &Bridge<R>,
+    ) -> (BlockingIter<C::Item>, [oneshot::Sender<i32>; 3])
+    where
+        R: TestRuntime,
+        C: FromIterator<oneshot::Receiver<i32>> + futures::Stream + Send + 'static,
+        C::Item: Send + 'static,
+    {
+        let (a_tx, a_rx) = oneshot::channel::<i32>();
+        let (b_tx, b_rx) = oneshot::channel::<i32>();
+        let (c_tx, c_rx) = oneshot::channel::<i32>();
+        let it = way.open(b, move || vec![a_rx, b_rx, c_rx].into_iter().collect::<C>());
+        (it, [a_tx, b_tx, c_tx])
+    }
+
     /// futures-rs `stream_futures_unordered::works_1`: items in the order their
     /// futures complete, live.
     fn futures_unordered_yields_in_completion_order<R: TestRuntime>() {
         for way in SETUPS {
             let b = way.bridge::<R>();
-            let (a_tx, a_rx) = oneshot::channel::<i32>();
-            let (b_tx, b_rx) = oneshot::channel::<i32>();
-            let (c_tx, c_rx) = oneshot::channel::<i32>();
-            let mut it = way.open(&b, move || {
-                vec![a_rx, b_rx, c_rx]
-                    .into_iter()
-                    .collect::<FuturesUnordered<_>>()
-            });
+            let (mut it, [a_tx, b_tx, c_tx]) = three_futures::<R, FuturesUnordered<_>>(way, &b);
             b_tx.send(99).unwrap();
             assert_eq!(it.next(), Some(Ok(99)), "{way:?}");
             a_tx.send(33).unwrap();
@@ -1273,14 +1206,7 @@ mod block_on_stream_ports {
     fn futures_ordered_yields_in_order<R: TestRuntime>() {
         for way in SETUPS {
             let b = way.bridge::<R>();
-            let (a_tx, a_rx) = oneshot::channel::<i32>();
-            let (b_tx, b_rx) = oneshot::channel::<i32>();
-            let (c_tx, c_rx) = oneshot::channel::<i32>();
-            let mut it = way.open(&b, move || {
-                vec![a_rx, b_rx, c_rx]
-                    .into_iter()
-                    .collect::<FuturesOrdered<_>>()
-            });
+            let (mut it, [a_tx, b_tx, c_tx]) = three_futures::<R, FuturesOrdered<_>>(way, &b);
             b_tx.send(99).unwrap();
             let late = thread::spawn(move || {
                 thread::sleep(std::time::Duration::from_millis(20));
@@ -1426,15 +1352,8 @@ mod block_on_stream_ports {
 fn a_stream_outlives_the_last_bridge_clone<R: TestRuntime>() {
     for way in SETUPS {
         let b = way.bridge::<R>();
-        let mut it = way.open(&b, || ticks::<R>(20));
-        assert_eq!(it.next(), Some(0), "{way:?}");
-        drop(b);
-        let rest: Vec<u32> = it.collect();
-        assert_eq!(
-            rest,
-            (1..20).collect::<Vec<_>>(),
-            "{way:?}: the stream ended early"
-        );
+        let it = way.open(&b, || ticks::<R>(20));
+        goes_on_without_its_bridge(way, b, it);
 
         let b = way.bridge::<R>();
         let it = way.open(&b, || ticks::<R>(5));
@@ -1447,6 +1366,19 @@ fn a_stream_outlives_the_last_bridge_clone<R: TestRuntime>() {
     }
 }
 per_runtime!(a_stream_outlives_the_last_bridge_clone);
+
+/// Takes the first of `it`'s 20 items (`0..20`), drops `b` (the last clone
+/// of its bridge), then checks the others still come.
+fn goes_on_without_its_bridge<R: Runtime>(way: Way, b: Bridge<R>, mut it: BlockingIter<u32>) {
+    assert_eq!(it.next(), Some(0), "{way:?}");
+    drop(b);
+    let rest: Vec<u32> = it.collect();
+    assert_eq!(
+        rest,
+        (1..20).collect::<Vec<_>>(),
+        "{way:?}: the stream ended early"
+    );
+}
 
 /// Reported: `Pollster`, `stream_capacity(1)`, `max_threads(1)`: an `iter`
 /// over a stream that yields one item then panics, never read and dropped,
@@ -1499,7 +1431,7 @@ mod tokio_regressions {
         watchdog(LIMIT, || {
             for way in SETUPS {
                 let b = way.bridge_on(Tokio::new());
-                let mut it = way.open(&b, || {
+                let it = way.open(&b, || {
                     stream::iter(0..20u32).then(|i| async move {
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -1509,14 +1441,7 @@ mod tokio_regressions {
                         .unwrap()
                     })
                 });
-                assert_eq!(it.next(), Some(0), "{way:?}");
-                drop(b);
-                let rest: Vec<u32> = it.collect();
-                assert_eq!(
-                    rest,
-                    (1..20).collect::<Vec<_>>(),
-                    "{way:?}: the stream ended early"
-                );
+                goes_on_without_its_bridge(way, b, it);
             }
         });
     }
@@ -1548,30 +1473,22 @@ mod tokio_regressions {
                         }
                         let mut expected = 1u32;
                         loop {
-                            if use_timeout {
-                                match it.next_timeout(Duration::from_secs(20)) {
-                                    Ok(Some(x)) => assert_eq!(x, expected, "{what}"),
-                                    Ok(None) => {
-                                        assert_eq!(
-                                            expected, 20,
-                                            "{what}: ended silently after {expected} items"
-                                        );
-                                        break;
-                                    }
-                                    Err(_) => break,
-                                }
+                            // An item, the end, or a failure (`Err`).
+                            let next: Result<Option<u32>, ()> = if use_timeout {
+                                it.next_timeout(Duration::from_secs(20)).map_err(drop)
                             } else {
-                                match catch_unwind(AssertUnwindSafe(|| it.next())) {
-                                    Ok(Some(x)) => assert_eq!(x, expected, "{what}"),
-                                    Ok(None) => {
-                                        assert_eq!(
-                                            expected, 20,
-                                            "{what}: ended silently after {expected} items"
-                                        );
-                                        break;
-                                    }
-                                    Err(_) => break,
+                                catch_unwind(AssertUnwindSafe(|| it.next())).map_err(drop)
+                            };
+                            match next {
+                                Ok(Some(x)) => assert_eq!(x, expected, "{what}"),
+                                Ok(None) => {
+                                    assert_eq!(
+                                        expected, 20,
+                                        "{what}: ended silently after {expected} items"
+                                    );
+                                    break;
                                 }
+                                Err(()) => break,
                             }
                             expected += 1;
                         }
