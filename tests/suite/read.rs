@@ -1143,8 +1143,11 @@ mod tokio_sources {
     #[test]
     fn a_tokio_tcp_stream_is_read_live() {
         watchdog(LIMIT, || {
+            // The bridge outlives the reader: what it checks holds while
+            // the bridge's loop threads live on.
+            let b = bridge();
             a_tcp_stream_is_read_live(|first, rest| {
-                first_line_over_tcp(&bridge(), first, rest, tokio_connect)
+                first_line_over_tcp(&b, first, rest, tokio_connect)
             })
         });
     }
@@ -1152,8 +1155,11 @@ mod tokio_sources {
     #[test]
     fn dropping_a_tokio_tcp_reader_mid_stream_closes_the_socket() {
         watchdog(LIMIT, || {
+            // The bridge outlives the reader: what it checks holds while
+            // the bridge's loop threads live on.
+            let b = bridge();
             dropping_a_tcp_reader_mid_stream_closes_the_socket(|first, rest| {
-                first_line_over_tcp(&bridge(), first, rest, tokio_connect)
+                first_line_over_tcp(&b, first, rest, tokio_connect)
             })
         });
     }
@@ -1425,8 +1431,10 @@ mod smol_sources {
     #[test]
     fn a_smol_tcp_stream_is_read_live() {
         watchdog(LIMIT, || {
+            // The bridge outlives the reader, as above.
+            let b = Bridge::new(Smol);
             a_tcp_stream_is_read_live(|first, rest| {
-                first_line_over_tcp(&Bridge::new(Smol), first, rest, smol_connect)
+                first_line_over_tcp(&b, first, rest, smol_connect)
             })
         });
     }
@@ -1434,8 +1442,10 @@ mod smol_sources {
     #[test]
     fn dropping_a_smol_tcp_reader_mid_stream_closes_the_socket() {
         watchdog(LIMIT, || {
+            // The bridge outlives the reader, as above.
+            let b = Bridge::new(Smol);
             dropping_a_tcp_reader_mid_stream_closes_the_socket(|first, rest| {
-                first_line_over_tcp(&Bridge::new(Smol), first, rest, smol_connect)
+                first_line_over_tcp(&b, first, rest, smol_connect)
             })
         });
     }

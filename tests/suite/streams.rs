@@ -288,12 +288,13 @@ per_runtime!(a_bounded_channel_keeps_its_back_pressure);
 /// 29 items, each checked in order); after each run the consumer stops and
 /// `stopped` looks at how far ahead the stream got (given the iterator, the
 /// stream's counts and how many items were consumed). Returns the iterator
-/// and that count.
+/// and that count; `b` is the bridge's, made by the caller, which keeps it
+/// alive for what it checks next.
 fn stop_and_go<R: TestRuntime>(
+    b: &Bridge<R>,
     cap: usize,
     mut stopped: impl FnMut(&mut BlockingIter<usize>, &Counts, usize),
 ) -> (BlockingIter<usize>, usize) {
-    let b = Way::Iter(cap).bridge::<R>();
     let counts = Arc::new(Counts::default());
     let c = Arc::clone(&counts);
     let mut it = b.iter(move || counted(c));
@@ -313,7 +314,8 @@ fn stop_and_go<R: TestRuntime>(
 /// the consumer goes on.
 fn a_capacity_bounds_the_read_ahead<R: TestRuntime>() {
     for cap in [1usize, 4, 64] {
-        let (mut it, consumed) = stop_and_go::<R>(cap, |it, counts, consumed| {
+        let b = Way::Iter(cap).bridge::<R>();
+        let (mut it, consumed) = stop_and_go(&b, cap, |it, counts, consumed| {
             for _ in 0..3 {
                 thread::sleep(Duration::from_millis(20));
                 let made = counts.items();
@@ -344,7 +346,8 @@ per_runtime!(a_capacity_bounds_the_read_ahead);
 /// is topped up once half of it was used) and at most n items ahead of it.
 fn a_capacity_lets_the_stream_run_ahead<R: TestRuntime>() {
     for cap in [1usize, 4, 64] {
-        let (it, _) = stop_and_go::<R>(cap, |_, counts, consumed| {
+        let b = Way::Iter(cap).bridge::<R>();
+        let (it, _) = stop_and_go(&b, cap, |_, counts, consumed| {
             assert!(
                 eventually(Duration::from_secs(10), || counts.items()
                     >= consumed + cap.div_ceil(2)),
